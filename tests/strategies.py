@@ -2,7 +2,7 @@
 
 `programs(cfg)` draws a random `isa.Program` that `isa.validate(cfg, ...)` accepts: random queues from
 `isa.queue_names(cfg)`; MEM queues get Read/Write/Gather/Scatter with in-range addresses and streams, VXM queues get
-VXM ops with allowed element types and aligned stream groups of the right width (`isa._vxm_widths`), and both get
+VXM ops with allowed element types and aligned stream groups of the right width (`isa.vxm_widths`), and both get
 the ICU instructions NOP/Repeat/Sync/Notify. A Repeat only follows some unit instruction, and it has a nonzero
 stride only after a Read/Write, chosen so that its last address stays in range.
 """
@@ -46,7 +46,7 @@ def vxm_instructions(draw, cfg: ChipConfig) -> isa.Instruction:
     else:
         t2, mnemonic = t1, f"{op}.{t1}"
     assert isa.vxm_parts(mnemonic) == (op, t1, t2)
-    widths = isa._vxm_widths(op, t1, t2)
+    widths = isa.vxm_widths(op, t1, t2)
     return isa.Instruction(mnemonic, tuple(draw(streams(cfg, w)) for w in widths))
 
 

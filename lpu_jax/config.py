@@ -1,0 +1,250 @@
+"""Static chip configuration: geometry, floorplan, latencies and every model assumption.
+
+`ChipConfig` is frozen and hashable, so it is a static argument under `jax.jit`. Nothing in it is traced.
+
+Facts come from `shared/spec/architecture.md` (tags P20, P22, G). Fields whose values the public record does
+not give are marked **[A]** in their docstring, with the default's justification; change them to explore
+what-if chips. `ChipConfig.validate()` runs on construction and raises `ConfigError` naming the bad field.
+
+Derived geometry (all static Python / numpy, computed once):
+  * slice index s in [0, n_slices): west to east across the floorplan;
+  * stream-register position `slice_positions[s]` in [0, n_positions);
+  * MEM slice names "W0".."W43" count outward from the VXM in the west hemisphere, "E0".."E43" in the east
+    (P20 numbers MEM slices per hemisphere); MEM index m in [0, n_mem) runs west to east (m=0 is W43).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import numpy as np
+
+__all__ = [
+    "ChipConfig",
+    "ConfigError",
+    "DEFAULT_DELAYS",
+    "groqchip1",
+    "tiny",
+]
+
+
+class ConfigError(ValueError):
+    """A `ChipConfig` field has a bad value. The message names the field."""
+
+
+# [A] Functional delays d_func, in cycles, per mnemonic class. The public record gives none (architecture.md
+# §3, §8). Defaults: MEM read 2 (an SRAM access plus a stream-register hop, P20 Fig. 6 shows reads landing on
+# the stream one pipeline stage after the access); MEM write commit 1; indirect accesses one cycle more for the
+# address crossbar; VXM integer/bitwise 1, float add/mul 2, conversions 2, requantisation 3 (a convert, a multiply
+# and a convert chained on the 4x4 ALU mesh), transcendentals 6; Notify's release reaches every queue after 1.
+DEFAULT_DELAYS: tuple[tuple[str, int], ...] = (
+    ("Read", 2),
+    ("Write", 1),
+    ("Gather", 3),
+    ("Scatter", 2),
+    ("Notify", 1),
+    ("vxm.int", 1),
+    ("vxm.float", 2),
+    ("vxm.convert", 2),
+    ("vxm.requant", 3),
+    ("vxm.transcendental", 6),
+)
+
+KINDS = ("MEM", "VXM", "SXM", "MXM")
+
+
+def _floorplan(mem_per_hemisphere: int) -> tuple[str, ...]:
+    """The published floorplan, west to east: MXM MXM | SXM | MEM xN | VXM | MEM xN | SXM | MXM MXM (P20)."""
+    return (
+        ("MXM", "MXM", "SXM")
+        + ("MEM",) * mem_per_hemisphere
+        + ("VXM",)
+        + ("MEM",) * mem_per_hemisphere
+        + ("SXM", "MXM", "MXM")
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ChipConfig:
+    """Static description of one chip. Frozen and hashable: pass it as a static argument under jit.
+
+    Geometry fields are published facts (P20); fields marked [A] are model assumptions with defaults.
+    """
+
+    name: str = "groqchip1"
+    # --- geometry (P20) ---
+    n_superlanes: int = 20
+    """Superlanes per vector (P20: 20). A vector has n_superlanes * lanes_per_superlane lanes/bytes."""
+    lanes_per_superlane: int = 16
+    """Lanes in one superlane (P20: 16); the minimum vector length."""
+    n_streams: int = 32
+    """Streams per direction (P20: 32 eastward + 32 westward), each one byte per lane."""
+    floorplan: tuple[str, ...] = _floorplan(44)
+    """Slice kinds west to east (P20): MXM MXM | SXM | MEM x44 | VXM | MEM x44 | SXM | MXM MXM."""
+    mem_words: int = 8192
+    """Addresses per MEM slice (P20: 8,192 x 320 B = 2.5 MiB). Split into two banks of mem_words/2."""
+    vxm_alus: int = 16
+    """VXM ALUs, one ICU queue each (P20: 16 ALUs per lane as a 4x4 mesh; 16 VXM queues)."""
+    clock_hz: float = 900e6
+    """Clock used to turn cycles into latency (G: 900 MHz nominal)."""
+    # --- model assumptions [A] ---
+    slice_positions: tuple[int, ...] | None = None
+    """[A] Stream-register position of each slice (None: slice s sits at position s, one register per slice,
+    as architecture.md §3 assumes). Must be strictly increasing; gaps model extra pipeline registers."""
+    delays: tuple[tuple[str, int], ...] = DEFAULT_DELAYS
+    """[A] Functional delay d_func per instruction class (see DEFAULT_DELAYS for the reasons). Each >= 1."""
+    group_byte_order: str = "little"
+    """[A] Byte k of a multi-byte element rides on stream base+k ("little") or base+width-1-k ("big")."""
+    group_aligned: bool = True
+    """[A] A 2- or 4-stream group must start at a stream index that is a multiple of its width."""
+    stagger_cycles: int = 20
+    """[A] Superlane stagger N of P20's T = N + d_func + delta. The model keeps vectors in superlane-0 time
+    (exact for lane-local work: superlane k always runs k cycles later) and adds N once to every reported
+    end-to-end latency."""
+    max_delay_slots: int = 16
+    """Depth of the in-flight result ring in each unit (must exceed every delay)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        def need(cond: bool, field: str, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"ChipConfig.{field}: {msg}")
+
+        for f in ("n_superlanes", "lanes_per_superlane", "n_streams", "mem_words", "vxm_alus"):
+            v = getattr(self, f)
+            need(isinstance(v, int) and v >= 1, f, f"must be a positive int, got {v!r}")
+        need(self.n_streams % 4 == 0, "n_streams", f"must be a multiple of 4 (32-bit groups), got {self.n_streams}")
+        need(self.mem_words % 2 == 0, "mem_words", f"must be even (two banks), got {self.mem_words}")
+        need(self.mem_words <= 1 << 16, "mem_words", f"must be <= 65536 (16-bit gather maps), got {self.mem_words}")
+        need(self.clock_hz > 0, "clock_hz", f"must be positive, got {self.clock_hz}")
+        need(isinstance(self.floorplan, tuple), "floorplan", "must be a tuple of slice kinds")
+        bad = [k for k in self.floorplan if k not in KINDS]
+        need(not bad, "floorplan", f"unknown slice kind {bad[:1]}; known kinds are {KINDS}")
+        need(self.floorplan.count("VXM") == 1, "floorplan", "must hold exactly one VXM slice")
+        v = self.floorplan.index("VXM")
+        west, east = self.floorplan[:v], self.floorplan[v + 1 :]
+        need(
+            west.count("MEM") == east.count("MEM") >= 1,
+            "floorplan",
+            "must hold the same number (>= 1) of MEM slices in each hemisphere",
+        )
+        need(
+            all(k == "MEM" for k in west[len(west) - west.count("MEM") :])
+            and all(k == "MEM" for k in east[: east.count("MEM")]),
+            "floorplan",
+            "MEM slices of each hemisphere must be contiguous and adjacent to the VXM",
+        )
+        if self.slice_positions is not None:
+            p = self.slice_positions
+            need(len(p) == len(self.floorplan), "slice_positions", f"needs {len(self.floorplan)} entries, got {len(p)}")
+            need(
+                p[0] >= 0 and all(b > a for a, b in zip(p, p[1:])),
+                "slice_positions",
+                "must be >= 0 and strictly increasing",
+            )
+        names = [n for n, _ in self.delays]
+        need(len(set(names)) == len(names), "delays", "names an instruction class twice")
+        known = {n for n, _ in DEFAULT_DELAYS}
+        unknown = sorted(set(names) - known)
+        need(not unknown, "delays", f"unknown instruction class {unknown[:1]}; known: {sorted(known)}")
+        missing = sorted(known - set(names))
+        need(not missing, "delays", f"missing instruction class {missing[:1]}")
+        for n, d in self.delays:
+            need(
+                isinstance(d, int) and 1 <= d < self.max_delay_slots,
+                "delays",
+                f"{n}={d!r} must be an int in [1, max_delay_slots)",
+            )
+        need(
+            self.group_byte_order in ("little", "big"),
+            "group_byte_order",
+            f"must be 'little' or 'big', got {self.group_byte_order!r}",
+        )
+        need(isinstance(self.stagger_cycles, int) and self.stagger_cycles >= 0, "stagger_cycles", "must be an int >= 0")
+
+    # ------------------------------------------------------------------ derived geometry
+    def replace(self, **kw) -> ChipConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **kw)
+
+    @property
+    def n_lanes(self) -> int:
+        """Bytes per stream vector (320 on groqchip1)."""
+        return self.n_superlanes * self.lanes_per_superlane
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.floorplan)
+
+    @cached_property
+    def positions(self) -> np.ndarray:
+        """Stream-register position of every slice, int32 [n_slices]."""
+        p = range(self.n_slices) if self.slice_positions is None else self.slice_positions
+        return np.asarray(p, np.int32)
+
+    @property
+    def n_positions(self) -> int:
+        """Stream-register positions per direction (the stream ring's length)."""
+        return int(self.positions[-1]) + 1
+
+    @cached_property
+    def mem_slices(self) -> np.ndarray:
+        """Slice index of each MEM slice, west to east, int32 [n_mem]."""
+        return np.asarray([i for i, k in enumerate(self.floorplan) if k == "MEM"], np.int32)
+
+    @property
+    def n_mem(self) -> int:
+        return len(self.mem_slices)
+
+    @property
+    def mem_per_hemisphere(self) -> int:
+        return self.n_mem // 2
+
+    @property
+    def vxm_slice(self) -> int:
+        return self.floorplan.index("VXM")
+
+    @cached_property
+    def mem_names(self) -> tuple[str, ...]:
+        """Name of each MEM slice, west to east: W{h-1} .. W0, E0 .. E{h-1} (numbered outward from the VXM)."""
+        h = self.mem_per_hemisphere
+        return tuple(f"W{h - 1 - i}" for i in range(h)) + tuple(f"E{i}" for i in range(h))
+
+    @property
+    def bank_words(self) -> int:
+        """Addresses per bank. [A] bank = address // bank_words (low half bank 0, high half bank 1)."""
+        return self.mem_words // 2
+
+    @property
+    def sram_bytes(self) -> int:
+        return self.n_mem * self.mem_words * self.n_lanes
+
+    def delay(self, cls: str) -> int:
+        """Functional delay d_func of an instruction class (see DEFAULT_DELAYS)."""
+        return dict(self.delays)[cls]
+
+    @property
+    def delay_slots(self) -> int:
+        return self.max_delay_slots
+
+
+def groqchip1() -> ChipConfig:
+    """GroqChip1 as published (P20): 20x16 lanes, 32+32 streams, 88 MEM slices of 8,192 words, 16 VXM ALUs."""
+    return ChipConfig()
+
+
+def tiny() -> ChipConfig:
+    """Same floorplan shape, scaled down for fast tests: 2x16 lanes, 8+8 streams, 2+2 MEM slices, 4 ALUs."""
+    return ChipConfig(
+        name="tiny",
+        n_superlanes=2,
+        n_streams=8,
+        floorplan=_floorplan(2),
+        mem_words=64,
+        vxm_alus=4,
+        stagger_cycles=2,
+    )

@@ -1,0 +1,168 @@
+"""The simulator: one cycle of the whole chip (`step`), and `run`, a jitted `lax.scan` over cycles.
+
+A cycle c, in order (each stage a pure function; `state.cycle` is advanced here and nowhere else):
+  1. edges    the stream slots entering at the chip's edges are cleared (what fell off does not wrap round);
+  2. ICU      every queue issues at most one instruction;
+  3. land     results due at c go onto the streams at their unit's position (replacing what passes there);
+  4. MEM      reads issued at c, commits due at c, Write/Scatter operands taken off the streams;
+  5. VXM      ALU operands taken off the streams, results filed to land at c + d_func;
+  6. cycle    c + 1: every stream value has moved one hop (the ring does it for free).
+So a result due at c can be consumed at c by a unit at the same position, and at c + |q - p| at position q.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import isa
+from . import streams as st
+from .config import ChipConfig
+from .icu import icu_step
+from .mem import mem_step
+from .pipeline import land
+from .state import MachineState, init_state
+from .vxm import vxm_step
+
+__all__ = ["TRACE_FIELDS", "is_idle", "run", "step", "stream_file"]
+
+
+def _step(cfg: ChipConfig, state: MachineState, program: jnp.ndarray) -> tuple[MachineState, dict]:
+    M = cfg.n_mem
+    c = state.cycle
+    with jax.named_scope("edges"):
+        state = state.replace(streams=st.clear_edges(cfg, state.streams, c))
+    with jax.named_scope("icu"):
+        icu, issued = icu_step(cfg, state.icu, program, c)
+        state = state.replace(icu=icu)
+    with jax.named_scope("land"):
+        state, landed = land(cfg, state)
+    with jax.named_scope("mem"):
+        state, commits = mem_step(cfg, state, issued[:M])
+    with jax.named_scope("vxm"):
+        state = vxm_step(cfg, state, issued[M:])
+    state = state.replace(cycle=c + 1)
+    return state, {"issued": issued, "landed": landed, "commits": commits}
+
+
+def stream_file(cfg: ChipConfig, state: MachineState, cycle=None) -> jnp.ndarray:
+    """Stream registers by position, uint8 [2, P, S, L], as they were during `cycle` (default: state.cycle - 1,
+    the cycle just run; a ring slot keeps its value until overwritten or cleared)."""
+    c = state.cycle - 1 if cycle is None else cycle
+    P = cfg.n_positions
+    p = jnp.arange(P)
+    return jnp.stack([state.streams[0, (p - c) % P], state.streams[1, (p + c) % P]])
+
+
+# What a trace can record, per cycle (each a function of the state after the cycle and the cycle's events).
+TRACE_FIELDS = {
+    "cycle": lambda cfg, s, ev: s.cycle - 1,
+    "issued": lambda cfg, s, ev: ev["issued"],  # int32 [Q, F]: rows issued per queue (opcode 0: none)
+    "landed_sid": lambda cfg, s, ev: ev["landed"]["sid"],  # int32 [N]: stream written per port (-1: none)
+    "landed_width": lambda cfg, s, ev: ev["landed"]["width"],  # int32 [N]
+    "landed_data": lambda cfg, s, ev: ev["landed"]["data"],  # uint8 [N, 4, L]
+    "commit_addr": lambda cfg, s, ev: ev["commits"]["wr_addr"],  # int32 [M]: Write commits (-1: none)
+    "commit_lanes": lambda cfg, s, ev: ev["commits"]["sc_addr"],  # int32 [M, L]: Scatter commits per lane
+    "commit_data": lambda cfg, s, ev: ev["commits"]["data"],  # uint8 [M, L]
+    "streams": lambda cfg, s, ev: stream_file(cfg, s),  # uint8 [2, P, S, L]
+    "hazards": lambda cfg, s, ev: s.hazards.count,  # int32 [K]: running totals
+}
+
+
+def step(cfg: ChipConfig, state: MachineState, program) -> MachineState:
+    """Advance one cycle. `program`: a Program or its encoding (isa.encode). Jitted per (cfg, size class)."""
+    return _jit_step(cfg, state, _as_array(cfg, program))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_step(cfg, state, program):
+    return _step(cfg, state, program)[0]
+
+
+TRACE_COUNT = {"scan": 0}
+"""How many times the scan body has been traced (a test checks that a new program does not retrace)."""
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4,))
+def _scan(cfg: ChipConfig, length: int, fields: tuple[str, ...], unroll: int, state, program):
+    TRACE_COUNT["scan"] += 1
+
+    def body(s, _):
+        s, ev = _step(cfg, s, program)
+        return s, {f: TRACE_FIELDS[f](cfg, s, ev) for f in fields}
+
+    return jax.lax.scan(body, state, None, length=length, unroll=min(unroll, length))
+
+
+def _as_array(cfg: ChipConfig, program) -> jnp.ndarray:
+    if isinstance(program, isa.Program):
+        return jnp.asarray(isa.encode(cfg, program))
+    arr = np.asarray(program)
+    Q = len(isa.queue_names(cfg))
+    if arr.ndim != 3 or arr.shape[0] != Q or arr.shape[2] != isa.N_FIELDS or arr.dtype != np.int32:
+        raise isa.ProgramError(
+            f"an encoded program must be int32 [{Q}, L, {isa.N_FIELDS}] for {cfg.name}, got {arr.dtype} {arr.shape}"
+        )
+    return jnp.asarray(arr)
+
+
+def _pieces(n: int, chunk: int) -> list[int]:
+    """Split n cycles into scans of few distinct static lengths: full chunks, then powers of two."""
+    out = [chunk] * (n // chunk)
+    r = n % chunk
+    b = 1 << max(r.bit_length() - 1, 0)
+    while r:
+        if r >= b:
+            out.append(b)
+            r -= b
+        b >>= 1
+    return out
+
+
+def run(
+    cfg: ChipConfig,
+    program,
+    state: MachineState | None = None,
+    n_cycles: int = 1,
+    trace: tuple[str, ...] | list[str] = (),
+    chunk: int = 1024,
+    unroll: int = 4,
+) -> tuple[MachineState, dict]:
+    """Run `n_cycles` cycles from `state` (default: a fresh `init_state(cfg)`).
+
+    Returns the final state and a dict {field: numpy array [n_cycles, ...]} for each requested trace field
+    (`TRACE_FIELDS`). The scan is jitted per (config, program size class, scan length, fields): a second program
+    of the same size class reuses the compiled code. The cycles run in scans of `chunk` cycles (and powers of
+    two for the remainder), so any n_cycles compiles only a few lengths. The input state is not modified.
+    """
+    if not isinstance(n_cycles, (int, np.integer)) or n_cycles < 0:
+        raise ValueError(f"n_cycles must be an int >= 0, got {n_cycles!r}")
+    fields = tuple(trace)
+    bad = [f for f in fields if f not in TRACE_FIELDS]
+    if bad:
+        raise ValueError(f"unknown trace field {bad[0]!r}; known: {', '.join(TRACE_FIELDS)}")
+    prog = _as_array(cfg, program)
+    state = init_state(cfg) if state is None else jax.tree.map(jnp.copy, state)
+    parts: dict[str, list] = {f: [] for f in fields}
+    for length in _pieces(int(n_cycles), chunk):
+        state, ys = _scan(cfg, length, fields, unroll, state, prog)
+        for f in fields:
+            parts[f].append(np.asarray(ys[f]))
+    out = {f: (np.concatenate(v) if v else np.zeros((0,))) for f, v in parts.items()}
+    return state, out
+
+
+def is_idle(state: MachineState, program) -> bool:
+    """True when every queue has halted and no result is in flight (the program has finished)."""
+    arr = np.asarray(program)
+    pc = np.asarray(state.icu.pc)
+    halted = arr[np.arange(arr.shape[0]), pc, 0] == isa.HALT
+    quiet = (
+        (np.asarray(state.inflight.out_sid) < 0).all()
+        and (np.asarray(state.inflight.wr_addr) < 0).all()
+        and (np.asarray(state.inflight.sc_addr) < 0).all()
+    )
+    return bool(halted.all() and (np.asarray(state.icu.rep_left) == 0).all() and quiet)

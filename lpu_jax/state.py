@@ -1,0 +1,165 @@
+"""The machine state: one pytree of dtype-pinned arrays, advanced one cycle at a time by `sim.step`.
+
+Notation: P = `cfg.n_positions` stream-register positions per direction, S = `cfg.n_streams` streams per
+direction, L = `cfg.n_lanes` lanes (bytes per vector), M = `cfg.n_mem` MEM slices, Q = ICU queues
+(`isa.queue_names`), N = output ports (one per MEM slice, then one per VXM ALU), D = `cfg.delay_slots`,
+F = `isa.N_FIELDS`, K = number of hazard kinds (`HAZARDS`).
+
+Streams are a *ring* per direction (implementation-notes.md): the value at position p during cycle c lives in
+slot `(p - c) mod P` (eastward, dir 0) or `(p + c) mod P` (westward, dir 1). Moving every value one hop is then
+free: the slot stays, the cycle counter moves. `streams.py` holds the index arithmetic.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from .config import ChipConfig
+from .isa import N_FIELDS, queue_names
+
+__all__ = ["HAZARDS", "Hazards", "InFlight", "MachineState", "QueueState", "init_state", "NEVER"]
+
+NEVER = np.int32(2**31 - 1)
+"""Timer value of a queue that will not issue again by itself (halted, or parked by Sync)."""
+
+HAZARDS = (
+    "bank_conflict",  # two SRAM accesses to one bank of one MEM slice in one cycle
+    "port_conflict",  # two results due on one unit output port in the same cycle (the later issue wins)
+    "stream_conflict",  # two VXM ALUs write one stream in the same cycle (the higher ALU index wins)
+    "address_range",  # a Gather/Scatter lane address >= mem_words (the lane reads 0 / writes nothing)
+)
+
+
+@struct.dataclass
+class QueueState:
+    """ICU state of the Q instruction queues (in-order issue, architecture.md §3)."""
+
+    pc: jnp.ndarray
+    """int32 [Q]: index of the next instruction to fetch."""
+    next_cycle: jnp.ndarray
+    """int32 [Q]: the cycle at which the queue next issues (fetches, or issues a repetition); NEVER if halted/parked."""
+    parked: jnp.ndarray
+    """bool [Q]: parked by Sync, waiting for a Notify."""
+    rep_left: jnp.ndarray
+    """int32 [Q]: repetitions still to issue for the current Repeat."""
+    rep_d: jnp.ndarray
+    """int32 [Q]: cycles between repetitions of the current Repeat."""
+    rep_stride: jnp.ndarray
+    """int32 [Q]: address increment per repetition of the current Repeat."""
+    last: jnp.ndarray
+    """int32 [Q, F]: the last unit instruction issued (with its address as last issued): what Repeat re-issues."""
+
+
+@struct.dataclass
+class InFlight:
+    """Results inside unit pipelines, in a ring indexed by the cycle they land at: slot = cycle mod D."""
+
+    out_sid: jnp.ndarray
+    """int32 [D, N]: stream id (dir * S + index) of the group base a port's result lands on; -1 if none."""
+    out_width: jnp.ndarray
+    """int32 [D, N]: width of that result in streams (1, 2 or 4)."""
+    out_data: jnp.ndarray
+    """uint8 [D, N, 4, L]: the result's bytes, row k for stream base+k (rows >= width unused)."""
+    wr_addr: jnp.ndarray
+    """int32 [D, M]: address of a pending Write commit to SRAM; -1 if none."""
+    sc_addr: jnp.ndarray
+    """int32 [D, M, L]: per-lane address of a pending Scatter commit; -1 where none (or out of range)."""
+    wr_data: jnp.ndarray
+    """uint8 [D, M, L]: the bytes of the pending Write/Scatter."""
+
+
+@struct.dataclass
+class Hazards:
+    """Structural hazards seen so far. The simulator never stops on them: it counts them (implementation-notes)."""
+
+    count: jnp.ndarray
+    """int32 [K]: how many times each kind of `HAZARDS` happened."""
+    first_cycle: jnp.ndarray
+    """int32 [K]: cycle of the first occurrence; -1 if none."""
+    first_where: jnp.ndarray
+    """int32 [K]: where it first happened: MEM index (bank, address) or output port (port, stream); -1 if none."""
+
+
+@struct.dataclass
+class MachineState:
+    """Complete state of one chip. Every leaf keeps its shape and dtype across `step`."""
+
+    cycle: jnp.ndarray
+    """int32 []: the cycle about to run. Advanced only by `sim.step`."""
+    streams: jnp.ndarray
+    """uint8 [2, P, S, L]: stream registers, dir 0 eastward, dir 1 westward, ring-indexed (module docstring)."""
+    mem: jnp.ndarray
+    """uint8 [M, 2, mem_words // 2, L]: SRAM, two banks per MEM slice; address a is bank a // (mem_words//2)."""
+    icu: QueueState
+    inflight: InFlight
+    hazards: Hazards
+
+
+def n_ports(cfg: ChipConfig) -> int:
+    return cfg.n_mem + cfg.vxm_alus
+
+
+def init_state(cfg: ChipConfig, mem: np.ndarray | None = None) -> MachineState:
+    """A quiet machine at cycle 0: zero streams, nothing in flight, queues ready to fetch their first instruction.
+
+    `mem`, if given, is the SRAM image, uint8 [M, mem_words, L] (address-linear) or [M, 2, mem_words//2, L].
+    """
+    P, S, L, M, D = cfg.n_positions, cfg.n_streams, cfg.n_lanes, cfg.n_mem, cfg.delay_slots
+    Q, N = len(queue_names(cfg)), n_ports(cfg)
+    shape = (M, 2, cfg.bank_words, L)
+    if mem is None:
+        sram = jnp.zeros(shape, jnp.uint8)
+    else:
+        mem = np.asarray(mem)
+        if mem.dtype != np.uint8 or mem.size != np.prod(shape) or mem.shape[0] != M or mem.shape[-1] != L:
+            raise ValueError(
+                f"MEM image must be uint8 [{M}, {cfg.mem_words}, {L}] for {cfg.name}, got {mem.dtype} {mem.shape}"
+            )
+        sram = jnp.asarray(mem.reshape(shape))
+    i32 = lambda *s: jnp.zeros(s, jnp.int32)  # noqa: E731
+    return MachineState(
+        cycle=jnp.zeros((), jnp.int32),
+        streams=jnp.zeros((2, P, S, L), jnp.uint8),
+        mem=sram,
+        icu=QueueState(
+            pc=i32(Q),
+            next_cycle=i32(Q),
+            parked=jnp.zeros((Q,), bool),
+            rep_left=i32(Q),
+            rep_d=i32(Q),
+            rep_stride=i32(Q),
+            last=i32(Q, N_FIELDS),
+        ),
+        inflight=InFlight(
+            out_sid=jnp.full((D, N), -1, jnp.int32),
+            out_width=i32(D, N),
+            out_data=jnp.zeros((D, N, 4, L), jnp.uint8),
+            wr_addr=jnp.full((D, M), -1, jnp.int32),
+            sc_addr=jnp.full((D, M, L), -1, jnp.int32),
+            wr_data=jnp.zeros((D, M, L), jnp.uint8),
+        ),
+        hazards=Hazards(
+            count=i32(len(HAZARDS)),
+            first_cycle=jnp.full((len(HAZARDS),), -1, jnp.int32),
+            first_where=jnp.full((len(HAZARDS),), -1, jnp.int32),
+        ),
+    )
+
+
+def record_hazard(h: Hazards, kind: int, hit: jnp.ndarray, cycle: jnp.ndarray, where: jnp.ndarray) -> Hazards:
+    """Count `hit.sum()` hazards of `kind`; if it is the first, remember the cycle and the first `where` hit."""
+    n = jnp.sum(hit, dtype=jnp.int32)
+    first = (h.count[kind] == 0) & (n > 0)
+    w = jnp.where(hit.any(), where.reshape(-1)[jnp.argmax(hit.reshape(-1))], -1)
+    return Hazards(
+        count=h.count.at[kind].add(n),
+        first_cycle=h.first_cycle.at[kind].set(jnp.where(first, cycle, h.first_cycle[kind])),
+        first_where=h.first_where.at[kind].set(jnp.where(first, w, h.first_where[kind])),
+    )
+
+
+def mem_image(cfg: ChipConfig, state: MachineState) -> np.ndarray:
+    """SRAM as an address-linear numpy array uint8 [M, mem_words, L]."""
+    return np.asarray(state.mem).reshape(cfg.n_mem, cfg.mem_words, cfg.n_lanes)

@@ -1,0 +1,226 @@
+"""VXM: the vector unit in the middle of the chip, `vxm_alus` ALUs, each driven by its own ICU queue.
+
+An ALU instruction `op.T D, A[, B[, C]]` issued at cycle t reads its source stream groups at the VXM's position
+at cycle t and puts its result on the group D at the VXM's position at t + d_func (`isa.vxm_delay_class`).
+All ALUs run as one vectorised kernel. The element semantics (docs/isa.md has the full table):
+
+Integers (i8, u8, i16, i32): two's complement, computed on the sign- (or zero-, for u8) extended value and
+  truncated to the width, so add/sub/mul/neg/abs wrap. min/max/compares are signed (unsigned for u8).
+  `shl`/`shru` shift in zeros; `shr` is arithmetic for signed types, logical for u8. The shift amount is B read
+  as unsigned; an amount >= the width gives 0 (`shl`, `shru`) or the sign fill (`shr`).
+Floats (f16, f32) [A]: IEEE 754 binary32 arithmetic, round to nearest even, with fp32 subnormals flushed to
+  signed zero on input and output (the chip's VXM is 32-bit; XLA CPU flushes, XLA GPU does not, so the model
+  flushes explicitly to be the same everywhere). f16 operands are widened exactly to fp32, the op is done in fp32
+  and the result rounded once to f16 (fp32 has p >= 2*11+2, so for + - * this equals native f16).
+  Every NaN a float op produces is the canonical quiet NaN 0x7FC00000 (f16 0x7E00). min/max return NaN if
+  either input is NaN, and -0.0 < +0.0. `relu(x) = x if x > 0 else +0.0` (NaN stays NaN).
+  exp/tanh/rsqrt/recip follow the algorithms of `fpmath` (docs/fpmath.md), written so that every product feeding
+  an addition is exact: a fused multiply-add cannot change a bit.
+Compares write an integer 1 or 0 of the operands' width; `select.T D, A, B, C` gives B where A has any bit set,
+  else C; `mov` copies bits.
+Conversions `convert.FROM.TO`: float->float round to nearest even (overflow to inf); float->int round half to
+  even and saturate (NaN -> 0); int->int saturate; int->float round to nearest even (int -> f16 goes through
+  fp32: two roundings). `requant.i32 D, A, B`: D(i8) = sat(rne(flush(f32(A) * B))), A i32, B an f32 scale
+  per lane: the int32 -> int8 requantisation of architecture.md §4.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import fpmath as fm
+from . import isa
+from . import streams as st
+from .config import ChipConfig
+from .dtypes import DTYPES
+from .pipeline import emit
+from .state import MachineState
+
+__all__ = ["vxm_compute", "vxm_step", "delay_table"]
+
+_W = np.array([d.width for d in DTYPES], np.int32)
+_SIGNED_INT = np.array([(not d.is_float) and d.is_signed for d in DTYPES])
+_FLOAT = np.array([d.is_float for d in DTYPES])
+_F16, _F32, _I8, _U8, _I16, _I32 = (
+    next(d.code for d in DTYPES if d.name == n) for n in ("f16", "f32", "i8", "u8", "i16", "i32")
+)
+_INT_MIN = np.array([0 if d.is_float else np.iinfo(d.np_dtype).min for d in DTYPES], np.int32)
+_INT_MAX = np.array([0 if d.is_float else np.iinfo(d.np_dtype).max for d in DTYPES], np.int32)
+OPS = {k: v[0] for k, v in isa.VXM_OPS.items()}
+_CANON_F32 = np.uint32(0x7FC00000)
+_CANON_F16 = np.uint32(0x7E00)
+
+
+def delay_table(cfg: ChipConfig) -> np.ndarray:
+    """d_func of every (VXM op index, dtype code): int32 [64, len(DTYPES)]."""
+    t = np.ones((64, len(DTYPES)), np.int32)
+    for name, (i, _, _) in isa.VXM_OPS.items():
+        for d in DTYPES:
+            t[i, d.code] = cfg.delay(isa.vxm_delay_class(name, d.name))
+    return t
+
+
+def _mask(width):
+    return jnp.where(width >= 4, jnp.uint32(0xFFFFFFFF), (jnp.uint32(1) << (8 * width).astype(jnp.uint32)) - 1)
+
+
+def _decode(u: jnp.ndarray, t: jnp.ndarray):
+    """Raw little-endian bits u uint32 [..] of type t [..] -> (bits masked, int value, float value)."""
+    w = jnp.asarray(_W)[t]
+    u = u & _mask(w)
+    sh = (32 - 8 * w).astype(jnp.int32)
+    ui = jax.lax.bitcast_convert_type(u, jnp.int32)
+    ival = jnp.where(jnp.asarray(_SIGNED_INT)[t], (ui << sh) >> sh, ui)
+    f16 = fm.f16_to_f32(jax.lax.bitcast_convert_type(u.astype(jnp.uint16), jnp.float16))
+    f32 = jax.lax.bitcast_convert_type(u, jnp.float32)
+    fval = fm.flush_f32(jnp.where(t == _F16, f16, f32))
+    return u, ival, fval
+
+
+def _encode_float(x: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+    """fp32 value -> bits of type t (f16 or f32), flushed, NaN canonical."""
+    x = fm.flush_f32(x)
+    b32 = jnp.where(jnp.isnan(x), _CANON_F32, jax.lax.bitcast_convert_type(x, jnp.uint32))
+    h = fm.f32_to_f16(x)
+    b16 = jax.lax.bitcast_convert_type(h, jnp.uint16).astype(jnp.uint32)
+    b16 = jnp.where(jnp.isnan(h), _CANON_F16, b16)
+    return jnp.where(t == _F16, b16, b32)
+
+
+def _to_int(x: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+    """fp32 -> integer type t: round half to even, saturate, NaN -> 0 (as int32 bits)."""
+    r8 = fm.f32_to_int(x, 8)
+    r16 = fm.f32_to_int(x, 16)
+    r32 = fm.f32_to_int(x, 32)
+    ru8 = fm.f32_to_uint8(x).astype(jnp.int32)
+    return jnp.select(
+        [t == _I8, t == _U8, t == _I16], [r8.astype(jnp.int32), ru8, r16.astype(jnp.int32)], r32.astype(jnp.int32)
+    )
+
+
+def vxm_compute(op, t1, t2, a, b, c, active=None):
+    """Element semantics of the VXM. op/t1/t2 int32 [A]; a/b/c raw little-endian uint32 bits [A, L].
+
+    Returns (bits uint32 [A, L] masked to the output width, output dtype code int32 [A]).
+    """
+    op, t1, t2 = op[:, None], t1[:, None], t2[:, None]
+    if active is None:
+        active = jnp.ones(op.shape[:1], bool)
+    ua, ia, fa = _decode(a, t1)
+    ub, ib, fb = _decode(b, t1)
+    uc, _, _ = _decode(c, t1)
+    is_f = jnp.asarray(_FLOAT)[t1]
+    w = jnp.asarray(_W)[t1]
+    nb = (8 * w).astype(jnp.uint32)
+    amount = ub  # shift amount: B as unsigned
+
+    def pick(cases, default):
+        return jnp.select([op == OPS[k] for k in cases], [v for v in cases.values()], default)
+
+    # ---- integer results (bits, before masking to the output width)
+    shl = jnp.where(amount >= nb, 0, ua << jnp.minimum(amount, 31))
+    shru = jnp.where(amount >= nb, 0, ua >> jnp.minimum(amount, 31))
+    sar = jax.lax.bitcast_convert_type(ia >> jnp.minimum(amount, nb - 1).astype(jnp.int32), jnp.uint32)
+    cmp_i = {"eq": ia == ib, "ne": ia != ib, "lt": ia < ib, "le": ia <= ib, "gt": ia > ib, "ge": ia >= ib}
+    cmp_f = {"eq": fa == fb, "ne": ~(fa == fb), "lt": fa < fb, "le": fa <= fb, "gt": fa > fb, "ge": fa >= fb}
+    cmp = {k: jnp.where(is_f, cmp_f[k], cmp_i[k]).astype(jnp.uint32) for k in cmp_i}
+    u32 = lambda v: jax.lax.bitcast_convert_type(v, jnp.uint32)  # noqa: E731
+    sat = u32(jnp.clip(ia, jnp.asarray(_INT_MIN)[t2], jnp.asarray(_INT_MAX)[t2]))
+    f2i = u32(_to_int(fa, t2))
+    int_bits = pick(
+        {
+            "add": u32(ia + ib),
+            "sub": u32(ia - ib),
+            "mul": u32(ia * ib),
+            "min": u32(jnp.minimum(ia, ib)),
+            "max": u32(jnp.maximum(ia, ib)),
+            "and": ua & ub,
+            "or": ua | ub,
+            "xor": ua ^ ub,
+            "shl": shl,
+            "shr": jnp.where(jnp.asarray(_SIGNED_INT)[t1], sar, shru),
+            "shru": shru,
+            **cmp,
+            "select": jnp.where(ua != 0, ub, uc),
+            "neg": u32(-ia),
+            "abs": u32(jnp.abs(ia)),
+            "relu": u32(jnp.maximum(ia, 0)),
+            "not": ~ua,
+            "mov": ua,
+            "convert": jnp.where(is_f, f2i, sat),
+        },
+        jnp.uint32(0),
+    )
+    # ---- float results (fp32 values; encoded to f16/f32 below)
+    act = active[:, None]
+    need = lambda name: jnp.any(act & (op == OPS[name]))  # noqa: E731
+    zero = jnp.zeros_like(fa)
+    ex = jax.lax.cond(need("exp"), fm.exp_f32, lambda x: zero, fa)
+    th = jax.lax.cond(need("tanh"), fm.tanh_f32, lambda x: zero, fa)
+    scaled = fm.flush_f32(ia.astype(jnp.float32) * fm.flush_f32(jax.lax.bitcast_convert_type(b, jnp.float32)))
+    fval = pick(
+        {
+            "add": fa + fb,
+            "sub": fa - fb,
+            "mul": fa * fb,
+            "min": fm.min_f32(fa, fb),
+            "max": fm.max_f32(fa, fb),
+            "neg": -fa,
+            "abs": jnp.abs(fa),
+            "relu": jnp.where(jnp.isnan(fa) | (fa > 0), fa, jnp.float32(0)),
+            "exp": ex,
+            "tanh": th,
+            "rsqrt": fm.rsqrt_f32(fa),
+            "recip": fm.recip_f32(fa),
+            "convert": jnp.where(is_f, fa, ia.astype(jnp.float32)),
+        },
+        zero,
+    )
+    # Output type and which result path applies.
+    t_out = jnp.where(op == OPS["convert"], t2, jnp.where(op == OPS["requant"], _I8, t1))
+    float_ops = ("add", "sub", "mul", "min", "max", "neg", "abs", "relu", "exp", "tanh", "rsqrt", "recip")
+    float_path = (is_f & jnp.isin(op, jnp.asarray([OPS[k] for k in float_ops]))) | (
+        (op == OPS["convert"]) & jnp.asarray(_FLOAT)[t2]
+    )
+    int_bits = jnp.where(op == OPS["requant"], u32(fm.f32_to_int(scaled, 8).astype(jnp.int32)), int_bits)
+    bits = jnp.where(float_path, _encode_float(fval, t_out), int_bits)
+    return bits & _mask(jnp.asarray(_W)[t_out]), t_out[:, 0]
+
+
+def _gather_bits(cfg: ChipConfig, rows4: jnp.ndarray) -> jnp.ndarray:
+    """uint8 [..., 4, L] stream bytes (rows base..base+3) -> little-endian uint32 [..., L]."""
+    r = rows4.astype(jnp.uint32)
+    return r[..., 0, :] | (r[..., 1, :] << 8) | (r[..., 2, :] << 16) | (r[..., 3, :] << 24)
+
+
+def vxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> MachineState:
+    """One cycle of every VXM ALU. `ins` int32 [A, F]: the rows the VXM queues issued (opcode 0: none)."""
+    A = cfg.vxm_alus
+    active = (ins[:, 0] >= isa.VXM_BASE) & (ins[:, 0] < isa.VXM_BASE + 64)
+    op = jnp.where(active, ins[:, 0] - isa.VXM_BASE, 0)
+    t1, t2, dst = ins[:, 1], ins[:, 2], ins[:, 3]
+    pos = cfg.positions[cfg.vxm_slice]
+    k = jnp.arange(4)
+    srcs = ins[:, 4:7]  # [A, 3]
+    w_in = jnp.asarray(_W)[t1]
+    w_src = jnp.stack([jnp.where(op == OPS["requant"], 4, w_in)] * 3, 1)  # [A, 3]
+    # Rows of every source group; bytes beyond the group's width read as 0. Big-endian groups are reversed.
+    kk = k if cfg.group_byte_order == "little" else None
+    if kk is None:
+        kk = jnp.where(k[None, None, :] < w_src[..., None], w_src[..., None] - 1 - k, k)
+    sid = srcs[..., None] + kk  # [A, 3, 4]
+    rows = st.row_index(cfg, sid, pos, state.cycle)
+    rows = jnp.where(k < w_src[..., None], rows, -1)
+    got = st.read_rows(cfg, state.streams, rows)  # [A, 3, 4, L]
+    raw = _gather_bits(cfg, got)  # [A, 3, L]
+    bits, t_out = vxm_compute(op, t1, t2, raw[:, 0], raw[:, 1], raw[:, 2], active)
+    w_out = jnp.asarray(_W)[t_out]
+    out = jnp.stack([(bits >> (8 * i)).astype(jnp.uint8) for i in range(4)], 1)  # [A, 4, L]
+    if cfg.group_byte_order == "big":
+        idx = jnp.where(k[None, :] < w_out[:, None], w_out[:, None] - 1 - k[None, :], k[None, :])
+        out = jnp.take_along_axis(out, idx[:, :, None], axis=1)
+    delay = jnp.asarray(delay_table(cfg))[op, t1]
+    ports = np.arange(cfg.n_mem, cfg.n_mem + A)
+    return emit(cfg, state, ports, active, dst, w_out, out, delay)
