@@ -3,17 +3,19 @@
 All MEM slices run as one vectorised kernel; the instruction of slice m is row m of `ins` (int32 [M, F]).
 Semantics, for an instruction issued at cycle t on MEM slice m at position p (delays d from ChipConfig.delays):
   * `Read a, S`: reads address a at cycle t; the 320 bytes land on stream S at p at t + d(Read).
-  * `Write a, S`: takes the bytes on stream S at p at cycle t; they are committed to address a at t + d(Write)
-    (visible to a Read issued at t + d(Write) + 1 or later).
+  * `Write a, S`: takes the bytes on stream S at p at cycle t; they are committed to address a at cycle
+    t + d(Write), and a Read issued at that cycle or later sees them.
   * `Gather S, M`: lane l reads address `map[l]` at cycle t, where map is the uint16 on the 2-stream group M at
-    p at cycle t ([A] one address per lane; each lane of a slice is its own SRAM column). Lands on S at t+d(Gather).
+    p at cycle t ([A] one address per lane: each lane of a slice is its own SRAM column). Lands on S at
+    t + d(Gather).
   * `Scatter S, M`: lane l of stream S at cycle t is committed to address `map[l]` at t + d(Scatter).
-  * [A] bank = address // (mem_words / 2). A cycle's SRAM accesses are the reads issued in it plus the commits
-    due in it. Reading one bank while committing to the other works. Two accesses to one bank in one cycle are a
-    `bank_conflict` hazard (where = m * 2 + bank): both still happen, the read sees the old contents.
+  * [A] bank = address // (mem_words / 2). A cycle's SRAM accesses are the commits due in it and the reads
+    issued in it; commits happen first. Reading one bank while committing to the other works. Two accesses to
+    one bank in one cycle are a `bank_conflict` hazard (where = m * 2 + bank): both still happen.
   * Lane addresses >= mem_words in Gather/Scatter are an `address_range` hazard (where = m): the lane reads 0 /
     writes nothing.
-  * One commit per slice per cycle: a second one due in the same cycle replaces the first (`port_conflict`).
+  * One commit per slice per cycle: a second one due in the same cycle replaces the first (`port_conflict`,
+    where = m).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import jax.numpy as jnp
 from . import isa
 from . import streams as st
 from .config import ChipConfig
-from .pipeline import emit, port_positions
-from .state import HAZARDS, MachineState, record_hazard
+from .pipeline import port_positions
+from .state import HAZARDS, MachineState
 
 __all__ = ["mem_step"]
 
@@ -41,84 +43,112 @@ def _map_addresses(cfg: ChipConfig, lo: jnp.ndarray, hi: jnp.ndarray) -> jnp.nda
     return lo.astype(jnp.int32) | (hi.astype(jnp.int32) << 8)
 
 
-def mem_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> tuple[MachineState, dict]:
-    """One cycle of every MEM slice. `ins` int32 [M, F]: the rows the MEM queues issued (opcode 0: none)."""
+def _lane_banks(lanes: jnp.ndarray, bank_words: int) -> jnp.ndarray:
+    """int32 [M, 2]: whether any lane address (>= 0) of each slice falls in bank 0 / bank 1."""
+    b = jnp.where(lanes >= 0, lanes // bank_words, -1)
+    return jnp.stack([jnp.any(b == 0, axis=1), jnp.any(b == 1, axis=1)], 1).astype(jnp.int32)
+
+
+def _commit(cfg: ChipConfig, state: MachineState):
+    """Commit the Write/Scatter data due this cycle to SRAM. Returns (state, commits, bank use int [M, 2])."""
+    M, W, L, BW, D = cfg.n_mem, cfg.mem_words, cfg.n_lanes, cfg.bank_words, cfg.delay_slots
+    f = state.inflight
+    c = state.cycle
+    now = c % D
+    m = jnp.arange(M)
+    due = f.wr_meta[now, :, 0] == c
+    addr = jnp.where(due, f.wr_meta[now, :, 1], -1)  # Write address, -1: none (or a Scatter)
+    lanes = jnp.where(due[:, None] & (addr[:, None] < 0), f.sc_addr[now], -1)  # Scatter lane addresses
+    data = f.wr_data[now]
+    sram = state.mem.reshape(M * W, L)
+    sram = sram.at[jnp.where(addr >= 0, m * W + addr, M * W)].set(data, mode="drop")
+    banks = jnp.arange(2)
+
+    def scatter(s):
+        idx = jnp.where(lanes >= 0, (m[:, None] * W + lanes) * L + jnp.arange(L), M * W * L)
+        s = s.reshape(-1).at[idx].set(data, mode="drop").reshape(M * W, L)
+        return s, _lane_banks(lanes, BW)
+
+    sram, use = jax.lax.cond(
+        jnp.any(lanes >= 0), scatter, lambda s: (s, jnp.zeros((M, 2), jnp.int32)), sram
+    )  # Scatters are rare: their per-lane work runs only in cycles that have one.
+    use += ((addr[:, None] >= 0) & (addr[:, None] // BW == banks)).astype(jnp.int32)
+    commits = {"wr_addr": addr, "sc_addr": lanes, "data": data}
+    return state.replace(mem=sram.reshape(state.mem.shape)), commits, use
+
+
+def mem_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
+    """One cycle of every MEM slice. `ins` int32 [M, F]: the rows the MEM queues issued (opcode 0: none).
+
+    Returns (state with SRAM and pending commits updated, port outputs for `pipeline.emit`, commits made this
+    cycle, hazards seen). Commits due this cycle go first; reads then see them (docs: bank conflicts).
+    Each buffer is written before it is read in a cycle, so XLA updates the rings and the SRAM in place.
+    """
     M, W, L, BW, D = cfg.n_mem, cfg.mem_words, cfg.n_lanes, cfg.bank_words, cfg.delay_slots
     c = state.cycle
+    banks = jnp.arange(2)
     op, addr, sid, msid = ins[:, 0], ins[:, 1], ins[:, 2], ins[:, 3]
     m = jnp.arange(M)
     pos = jnp.asarray(port_positions(cfg)[:M])
     is_read, is_write = op == isa.READ, op == isa.WRITE
     is_gather, is_scatter = op == isa.GATHER, op == isa.SCATTER
     indirect = is_gather | is_scatter
+    any_indirect = jnp.any(indirect)
 
-    # Operands off the streams at each slice's position: data (Write/Scatter) and the 2-stream map.
-    rows = st.row_index(cfg, jnp.stack([sid, msid, msid + 1], 1), pos[:, None], c)
-    got = st.read_rows(cfg, state.streams, rows)  # [M, 3, L]
-    lane_addr = _map_addresses(cfg, got[:, 1], got[:, 2])  # [M, L]
-    lane_ok = lane_addr < W
-    oob = indirect & ~jnp.all(lane_ok, axis=1)
-    hz = record_hazard(state.hazards, ADDRESS_RANGE, oob, c, m)
+    # Operands off the streams at each slice's position: the data (Write/Scatter), and for Gather/Scatter the
+    # 2-stream address map (read only in cycles that have one).
+    got = st.read_rows(cfg, state.streams, st.row_index(cfg, sid, pos, c))  # [M, L]
 
-    # SRAM accesses this cycle: reads issued now, commits due now.
-    f = state.inflight
-    now = c % D
-    wr_addr, sc_addr, wr_data = f.wr_addr[now], f.sc_addr[now], f.wr_data[now]
-    sram = state.mem.reshape(M * W, L)
-    read_row = sram.at[m * W + addr].get(mode="clip")
-    gathered = jax.lax.cond(
-        jnp.any(is_gather),
-        lambda: jnp.where(
-            lane_ok,
-            sram.reshape(-1)
-            .at[((m[:, None] * W + jnp.minimum(lane_addr, W - 1)) * L + jnp.arange(L))]
-            .get(mode="clip"),
-            0,
-        ).astype(jnp.uint8),
-        lambda: jnp.zeros((M, L), jnp.uint8),
+    def lane_map(streams):
+        g = st.read_rows(cfg, streams, st.row_index(cfg, jnp.stack([msid, msid + 1], 1), pos[:, None], c))
+        a = _map_addresses(cfg, g[:, 0], g[:, 1])  # [M, L]
+        return jnp.where(indirect[:, None] & (a < W), a, -1), indirect & jnp.any(a >= W, axis=1)
+
+    lanes, oob = jax.lax.cond(
+        any_indirect, lane_map, lambda s: (jnp.full((M, L), -1, jnp.int32), jnp.zeros(M, bool)), state.streams
     )
-    banks = jnp.arange(2)
-    lane_bank = lane_addr // BW
-    use = (is_read[:, None] & (addr[:, None] // BW == banks)).astype(jnp.int32)
-    use += is_gather[:, None] & jnp.any(lane_ok[:, None, :] & (lane_bank[:, None, :] == banks[None, :, None]), 2)
-    use += (wr_addr[:, None] >= 0) & (wr_addr[:, None] // BW == banks)
-    use += jnp.any((sc_addr[:, None, :] >= 0) & (sc_addr[:, None, :] // BW == banks[None, :, None]), 2)
-    clash = use >= 2  # [M, 2]
-    hz = record_hazard(hz, BANK_CONFLICT, clash, c, m[:, None] * 2 + banks[None, :])
-
-    # Commits due now (after the reads: a read in the same cycle sees the old contents).
-    sram = sram.at[jnp.where(wr_addr >= 0, m * W + wr_addr, M * W)].set(wr_data, mode="drop")
-    sram = jax.lax.cond(
-        jnp.any(sc_addr >= 0),
-        lambda s: (
-            s.reshape(-1)
-            .at[jnp.where(sc_addr >= 0, (m[:, None] * W + sc_addr) * L + jnp.arange(L), M * W * L)]
-            .set(wr_data, mode="drop")
-            .reshape(M * W, L)
-        ),
-        lambda s: s,
-        sram,
-    )
-    f = f.replace(wr_addr=f.wr_addr.at[now].set(-1), sc_addr=f.sc_addr.at[now].set(-1))
 
     # New commits: Write / Scatter data taken off the stream now, committed after d(Write) / d(Scatter).
+    f = state.inflight
     stores = is_write | is_scatter
-    cslot = (c + jnp.where(is_write, cfg.delay("Write"), cfg.delay("Scatter"))) % D
-    busy = stores & ((f.wr_addr[cslot, m] >= 0) | jnp.any(f.sc_addr[cslot, m] >= 0, axis=1))
-    hz = record_hazard(hz, PORT_CONFLICT, busy, c, m)
-    cslot = jnp.where(stores, cslot, D)
+    due = c + jnp.where(is_write, cfg.delay("Write"), cfg.delay("Scatter"))
+    cslot = due % D
+    old = f.wr_meta[cslot, m]
+    busy = stores & (old[:, 0] == due)
+    meta = jnp.where(stores[:, None], jnp.stack([due, jnp.where(is_write, addr, -1)], 1), old)
     f = f.replace(
-        wr_addr=f.wr_addr.at[cslot, m].set(jnp.where(is_write, addr, -1), mode="drop"),
-        sc_addr=f.sc_addr.at[cslot, m].set(jnp.where(is_scatter[:, None] & lane_ok, lane_addr, -1), mode="drop"),
-        wr_data=f.wr_data.at[cslot, m].set(got[:, 0], mode="drop"),
+        wr_meta=f.wr_meta.at[cslot, m].set(meta),
+        sc_addr=f.sc_addr.at[jnp.where(is_scatter, cslot, D), m].set(lanes, mode="drop"),
+        wr_data=f.wr_data.at[jnp.where(stores, cslot, D), m].set(got, mode="drop"),
     )
-    state = state.replace(mem=sram.reshape(state.mem.shape), inflight=f, hazards=hz)
+    state = state.replace(inflight=f)
 
-    # Read / Gather results go to the slice's output port.
-    loads = is_read | is_gather
-    data = jnp.where(is_gather[:, None], gathered, read_row)
-    out = jnp.zeros((M, 4, L), jnp.uint8).at[:, 0].set(data)
-    delay = jnp.where(is_read, cfg.delay("Read"), cfg.delay("Gather"))
-    state = emit(cfg, state, jnp.arange(M), loads, sid, jnp.ones_like(sid), out, delay)
-    commits = {"wr_addr": wr_addr, "sc_addr": sc_addr, "data": wr_data}
-    return state, commits
+    # Commits due now (read from the rings after this cycle's new entries went in: their slots differ), then the
+    # reads issued now, which see them.
+    state, commits, use = _commit(cfg, state)
+    sram = state.mem.reshape(M * W, L)
+    read_row = sram.at[m * W + addr].get(mode="clip")
+
+    def gather(s):
+        gl = jnp.where(is_gather[:, None], lanes, -1)
+        idx = (m[:, None] * W + jnp.maximum(gl, 0)) * L + jnp.arange(L)
+        return jnp.where(gl >= 0, s.reshape(-1).at[idx].get(), 0).astype(jnp.uint8), _lane_banks(gl, BW)
+
+    gathered, g_use = jax.lax.cond(
+        jnp.any(is_gather), gather, lambda s: (jnp.zeros((M, L), jnp.uint8), jnp.zeros((M, 2), jnp.int32)), sram
+    )
+    use += g_use + (is_read[:, None] & (addr[:, None] // BW == banks)).astype(jnp.int32)
+
+    out = {
+        "valid": is_read | is_gather,
+        "sid": sid,
+        "width": jnp.ones_like(sid),
+        "data": jnp.where(is_gather[:, None], gathered, read_row)[:, None, :],  # [M, 1, L]: MEM results are 1 wide
+        "delay": jnp.where(is_read, cfg.delay("Read"), cfg.delay("Gather")),
+    }
+    hits = [
+        (ADDRESS_RANGE, oob, m),
+        (BANK_CONFLICT, use >= 2, m[:, None] * 2 + banks[None, :]),
+        (PORT_CONFLICT, busy, m),
+    ]
+    return state, out, commits, hits

@@ -2,12 +2,14 @@
 
 An instruction issued at cycle t on a slice at position p whose result has functional delay d puts the result
 on its stream group at position p at cycle t + d (architecture.md §3). `emit` files the result in slot
-(t + d) mod D of its port; `land` writes the results due at the current cycle onto the stream ring. A consumer
-at position q therefore sees it at cycle t + d + |q - p|, and at no other cycle.
+(t + d) mod D of its port, stamped with its due cycle t + d; `land` writes the results due at the current cycle
+onto the stream ring. A consumer at position q therefore sees it at cycle t + d + |q - p|, and at no other cycle.
 
 Ports: 0..M-1 are the MEM slices (west to east), M..M+A-1 the VXM ALUs. Conflicts are hazards, never errors:
-  * two results due on one port in one cycle: the later-issued one replaces the earlier (`port_conflict`);
-  * two VXM ALUs writing one stream in one cycle: the higher ALU index wins (`stream_conflict`).
+  * two results due on one port in one cycle: the later-issued one replaces the earlier (`port_conflict`,
+    where = port);
+  * two VXM ALUs writing one stream in one cycle: the higher ALU index wins (`stream_conflict`, where = stream
+    id dir * S + index).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from . import streams as st
 from .config import ChipConfig
-from .state import HAZARDS, InFlight, MachineState, record_hazard
+from .state import HAZARDS, MachineState
 
 __all__ = ["emit", "land", "port_positions"]
 
@@ -32,50 +34,59 @@ def port_positions(cfg: ChipConfig) -> np.ndarray:
     return np.concatenate([mem, vxm]).astype(np.int32)
 
 
-def emit(
-    cfg: ChipConfig,
-    state: MachineState,
-    ports: np.ndarray,
-    valid: jnp.ndarray,
-    sid: jnp.ndarray,
-    width: jnp.ndarray,
-    data: jnp.ndarray,
-    delay: jnp.ndarray,
-) -> MachineState:
-    """File results of `ports` (static int [n]) due at cycle + delay. data uint8 [n, 4, L]; valid bool [n]."""
+def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict, list]:
+    """Write every result due this cycle onto the streams at its port's position, and clear the entry slots
+    (`streams.edge_rows`) where nothing lands.
+
+    Returns the state, the landed results (for traces) and the hazards seen.
+    """
     f = state.inflight
-    D = cfg.delay_slots
-    slot = (state.cycle + delay) % D
-    ports = jnp.asarray(ports)
-    busy = valid & (f.out_sid[slot, ports] >= 0)
-    hz = record_hazard(state.hazards, PORT_CONFLICT, busy, state.cycle, ports)
-    slot = jnp.where(valid, slot, D)  # out of range: dropped
-    f = f.replace(
-        out_sid=f.out_sid.at[slot, ports].set(sid, mode="drop"),
-        out_width=f.out_width.at[slot, ports].set(width, mode="drop"),
-        out_data=f.out_data.at[slot, ports].set(data, mode="drop"),
-    )
-    return state.replace(inflight=f, hazards=hz)
-
-
-def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict]:
-    """Write every result due this cycle onto the streams at its port's position; free its slot."""
-    f: InFlight = state.inflight
     c = state.cycle
-    slot = c % cfg.delay_slots
-    sid, width, data = f.out_sid[slot], f.out_width[slot], f.out_data[slot]
+    now = c % cfg.delay_slots
+    meta, data = f.out_meta[now], f.out_data[now]  # [N, 3], [N, 4, L]
+    due, sid, width = meta[:, 0], meta[:, 1], meta[:, 2]
     k = jnp.arange(4)
-    valid = (sid[:, None] >= 0) & (k[None, :] < width[:, None])  # [N, 4]
+    valid = (due == c)[:, None] & (k[None, :] < width[:, None])  # [N, 4]
     rows = st.row_index(cfg, sid[:, None] + k[None, :], jnp.asarray(port_positions(cfg))[:, None], c)
-    # VXM ALUs share one position: resolve their write conflicts (higher ALU index wins).
+    # The VXM ALUs share one position: resolve their write conflicts (higher ALU index wins).
     M = cfg.n_mem
     vr, vv = rows[M:].reshape(-1), valid[M:].reshape(-1)
     n = vr.shape[0]
     later = jnp.asarray(np.triu(np.ones((n, n), bool), k=1))
     lose = jnp.any((vr[:, None] == vr[None, :]) & vv[:, None] & vv[None, :] & later, axis=1)
-    hz = record_hazard(state.hazards, STREAM_CONFLICT, lose, c, (sid[M:, None] + k[None, :]).reshape(-1))
+    hits = [(STREAM_CONFLICT, lose, (sid[M:, None] + k[None, :]).reshape(-1))]
     valid = valid.at[M:].set(valid[M:] & ~lose.reshape(-1, 4))
-    streams = st.write_rows(cfg, state.streams, jnp.where(valid, rows, -1), data)
-    f = f.replace(out_sid=f.out_sid.at[slot].set(-1))
-    landed = {"sid": sid, "width": width, "data": data}
-    return state.replace(streams=streams, inflight=f, hazards=hz), landed
+    rows = jnp.where(valid, rows, -1).reshape(-1)
+    # Clear the entry slots in the same scatter, except where a result lands (it replaces the whole row anyway).
+    edge = st.edge_rows(cfg, c)
+    edge = jnp.where(jnp.any(edge[:, None] == rows[None, :], axis=1), -1, edge)
+    L = cfg.n_lanes
+    all_rows = jnp.concatenate([rows, edge])
+    all_data = jnp.concatenate([data.reshape(-1, L), jnp.zeros((edge.shape[0], L), jnp.uint8)])
+    streams = st.write_rows(cfg, state.streams, all_rows, all_data)
+    landed = {"sid": jnp.where(due == c, sid, -1), "width": width, "data": data}
+    return state.replace(streams=streams), landed, hits
+
+
+def emit(cfg: ChipConfig, state: MachineState, outs: list[dict]) -> tuple[MachineState, list]:
+    """File the results of every port due at cycle + delay. `outs`: one dict per unit, in port order, with
+    valid bool [n], sid/width/delay int32 [n] and data uint8 [n, w, L] (w <= 4 rows: the unit's widest result).
+    Returns the state and the hazards seen."""
+    f = state.inflight
+    D = cfg.delay_slots
+    cat = lambda k: jnp.concatenate([o[k] for o in outs])  # noqa: E731
+    valid, due = cat("valid"), state.cycle + cat("delay")
+    ports = jnp.arange(valid.shape[0])
+    slot = due % D
+    old = f.out_meta[slot, ports]  # [N, 3]
+    busy = valid & (old[:, 0] == due)
+    meta = jnp.where(valid[:, None], jnp.stack([due, cat("sid"), cat("width")], 1), old)
+    data = f.out_data
+    first = 0
+    for o in outs:  # one scatter per unit, of only the rows it can fill
+        n, w = o["data"].shape[:2]
+        p = jnp.arange(first, first + n)
+        data = data.at[jnp.where(o["valid"], slot[first : first + n], D), p, :w].set(o["data"], mode="drop")
+        first += n
+    f = f.replace(out_meta=f.out_meta.at[slot, ports].set(meta), out_data=data)
+    return state.replace(inflight=f), [(PORT_CONFLICT, busy, ports)]

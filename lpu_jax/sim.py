@@ -23,8 +23,8 @@ from . import streams as st
 from .config import ChipConfig
 from .icu import icu_step
 from .mem import mem_step
-from .pipeline import land
-from .state import MachineState, init_state
+from .pipeline import emit, land
+from .state import MachineState, init_state, record_hazards
 from .vxm import vxm_step
 
 __all__ = ["TRACE_FIELDS", "is_idle", "run", "step", "stream_file"]
@@ -33,18 +33,23 @@ __all__ = ["TRACE_FIELDS", "is_idle", "run", "step", "stream_file"]
 def _step(cfg: ChipConfig, state: MachineState, program: jnp.ndarray) -> tuple[MachineState, dict]:
     M = cfg.n_mem
     c = state.cycle
-    with jax.named_scope("edges"):
-        state = state.replace(streams=st.clear_edges(cfg, state.streams, c))
     with jax.named_scope("icu"):
         icu, issued = icu_step(cfg, state.icu, program, c)
         state = state.replace(icu=icu)
     with jax.named_scope("land"):
-        state, landed = land(cfg, state)
+        state, landed, h_land = land(cfg, state)
     with jax.named_scope("mem"):
-        state, commits = mem_step(cfg, state, issued[:M])
+        state, mem_out, commits, h_mem = mem_step(cfg, state, issued[:M])
     with jax.named_scope("vxm"):
-        state = vxm_step(cfg, state, issued[M:])
-    state = state.replace(cycle=c + 1)
+        import os
+        if os.environ.get("NOVXM"):
+            A = cfg.vxm_alus
+            vxm_out = {"valid": jnp.zeros(A, bool), "sid": jnp.zeros(A, jnp.int32), "width": jnp.zeros(A, jnp.int32), "data": jnp.zeros((A, 4, cfg.n_lanes), jnp.uint8), "delay": jnp.ones(A, jnp.int32)}
+        else:
+            vxm_out = vxm_step(cfg, state, issued[M:])
+    with jax.named_scope("emit"):
+        state, h_emit = emit(cfg, state, [mem_out, vxm_out])
+    state = state.replace(hazards=record_hazards(state.hazards, h_land + h_mem + h_emit, c), cycle=c + 1)
     return state, {"issued": issued, "landed": landed, "commits": commits}
 
 
@@ -160,9 +165,8 @@ def is_idle(state: MachineState, program) -> bool:
     arr = np.asarray(program)
     pc = np.asarray(state.icu.pc)
     halted = arr[np.arange(arr.shape[0]), pc, 0] == isa.HALT
-    quiet = (
-        (np.asarray(state.inflight.out_sid) < 0).all()
-        and (np.asarray(state.inflight.wr_addr) < 0).all()
-        and (np.asarray(state.inflight.sc_addr) < 0).all()
-    )
+    c = int(state.cycle)
+    quiet = (np.asarray(state.inflight.out_meta)[..., 0] < c).all() and (
+        np.asarray(state.inflight.wr_meta)[..., 0] < c
+    ).all()
     return bool(halted.all() and (np.asarray(state.icu.rep_left) == 0).all() and quiet)

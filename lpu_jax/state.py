@@ -54,18 +54,21 @@ class QueueState:
 
 @struct.dataclass
 class InFlight:
-    """Results inside unit pipelines, in a ring indexed by the cycle they land at: slot = cycle mod D."""
+    """Results inside unit pipelines, in rings indexed by the cycle they land at: slot = cycle mod D.
 
-    out_sid: jnp.ndarray
-    """int32 [D, N]: stream id (dir * S + index) of the group base a port's result lands on; -1 if none."""
-    out_width: jnp.ndarray
-    """int32 [D, N]: width of that result in streams (1, 2 or 4)."""
+    An entry is live only while its `due` stamp equals the current cycle, so landing never needs to clear it.
+    """
+
+    out_meta: jnp.ndarray
+    """int32 [D, N, 3]: per port and slot (due cycle, stream id dir*S+index of the group base, width in streams);
+    due -1: never written."""
     out_data: jnp.ndarray
     """uint8 [D, N, 4, L]: the result's bytes, row k for stream base+k (rows >= width unused)."""
-    wr_addr: jnp.ndarray
-    """int32 [D, M]: address of a pending Write commit to SRAM; -1 if none."""
+    wr_meta: jnp.ndarray
+    """int32 [D, M, 2]: per MEM slice and slot (due cycle of a pending SRAM commit, address of a Write or -1 for a
+    Scatter)."""
     sc_addr: jnp.ndarray
-    """int32 [D, M, L]: per-lane address of a pending Scatter commit; -1 where none (or out of range)."""
+    """int32 [D, M, L]: per-lane addresses of a pending Scatter commit (-1: lane not written)."""
     wr_data: jnp.ndarray
     """uint8 [D, M, L]: the bytes of the pending Write/Scatter."""
 
@@ -133,10 +136,9 @@ def init_state(cfg: ChipConfig, mem: np.ndarray | None = None) -> MachineState:
             last=i32(Q, N_FIELDS),
         ),
         inflight=InFlight(
-            out_sid=jnp.full((D, N), -1, jnp.int32),
-            out_width=i32(D, N),
+            out_meta=jnp.full((D, N, 3), -1, jnp.int32),
             out_data=jnp.zeros((D, N, 4, L), jnp.uint8),
-            wr_addr=jnp.full((D, M), -1, jnp.int32),
+            wr_meta=jnp.full((D, M, 2), -1, jnp.int32),
             sc_addr=jnp.full((D, M, L), -1, jnp.int32),
             wr_data=jnp.zeros((D, M, L), jnp.uint8),
         ),
@@ -148,15 +150,25 @@ def init_state(cfg: ChipConfig, mem: np.ndarray | None = None) -> MachineState:
     )
 
 
-def record_hazard(h: Hazards, kind: int, hit: jnp.ndarray, cycle: jnp.ndarray, where: jnp.ndarray) -> Hazards:
-    """Count `hit.sum()` hazards of `kind`; if it is the first, remember the cycle and the first `where` hit."""
-    n = jnp.sum(hit, dtype=jnp.int32)
-    first = (h.count[kind] == 0) & (n > 0)
-    w = jnp.where(hit.any(), where.reshape(-1)[jnp.argmax(hit.reshape(-1))], -1)
+def record_hazards(h: Hazards, hits: list[tuple[int, jnp.ndarray, jnp.ndarray]], cycle: jnp.ndarray) -> Hazards:
+    """Count every `(kind, hit bool [...], where int [...])`; remember the cycle and place of each kind's first.
+
+    Vectorised over kinds (a few array ops per cycle, not a few per kind): kinds not in `hits` count 0.
+    """
+    K = h.count.shape[0]
+    n = [jnp.zeros((), jnp.int32)] * K
+    w = [jnp.full((), -1, jnp.int32)] * K
+    for kind, hit, where in hits:
+        hit = hit.reshape(-1)
+        n[kind] = n[kind] + jnp.sum(hit, dtype=jnp.int32)
+        wh = jnp.broadcast_to(where, hit.shape if where.ndim == 0 else where.shape).reshape(-1)
+        w[kind] = jnp.where(w[kind] >= 0, w[kind], jnp.where(hit.any(), wh[jnp.argmax(hit)], -1))
+    n, w = jnp.stack(n), jnp.stack(w)
+    first = (h.count == 0) & (n > 0)
     return Hazards(
-        count=h.count.at[kind].add(n),
-        first_cycle=h.first_cycle.at[kind].set(jnp.where(first, cycle, h.first_cycle[kind])),
-        first_where=h.first_where.at[kind].set(jnp.where(first, w, h.first_where[kind])),
+        count=h.count + n,
+        first_cycle=jnp.where(first, cycle, h.first_cycle),
+        first_where=jnp.where(first, w, h.first_where),
     )
 
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from .config import ChipConfig
 
-__all__ = ["clear_edges", "read_rows", "row_index", "write_rows"]
+__all__ = ["edge_rows", "read_rows", "row_index", "write_rows"]
 
 
 def row_index(cfg: ChipConfig, sid: jnp.ndarray, pos: jnp.ndarray, cycle: jnp.ndarray) -> jnp.ndarray:
@@ -28,13 +28,13 @@ def row_index(cfg: ChipConfig, sid: jnp.ndarray, pos: jnp.ndarray, cycle: jnp.nd
     return (d * P + slot) * S + sid % S
 
 
-def clear_edges(cfg: ChipConfig, streams: jnp.ndarray, cycle: jnp.ndarray) -> jnp.ndarray:
-    """Zero the entry slots for `cycle`: what fell off one edge must not re-enter at the other."""
-    P = cfg.n_positions
-    east = (0 - cycle) % P
-    west = (P - 1 + cycle) % P
-    zeros = jnp.zeros(streams.shape[2:], streams.dtype)
-    return streams.at[0, east].set(zeros).at[1, west].set(zeros)
+def edge_rows(cfg: ChipConfig, cycle: jnp.ndarray) -> jnp.ndarray:
+    """Flat ring rows of every stream at the entry positions during `cycle`, int32 [2 * S]: they still hold what
+    just fell off the far edge, and must read as 0 (nothing wraps round)."""
+    S = cfg.n_streams
+    sid = jnp.arange(2 * S)
+    pos = jnp.where(sid < S, 0, cfg.n_positions - 1)
+    return row_index(cfg, sid, pos, cycle)
 
 
 def read_rows(cfg: ChipConfig, streams: jnp.ndarray, rows: jnp.ndarray) -> jnp.ndarray:

@@ -35,7 +35,6 @@ from . import isa
 from . import streams as st
 from .config import ChipConfig
 from .dtypes import DTYPES
-from .pipeline import emit
 from .state import MachineState
 
 __all__ = ["vxm_compute", "vxm_step", "delay_table"]
@@ -157,8 +156,11 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
     act = active[:, None]
     need = lambda name: jnp.any(act & (op == OPS[name]))  # noqa: E731
     zero = jnp.zeros_like(fa)
-    ex = jax.lax.cond(need("exp"), fm.exp_f32, lambda x: zero, fa)
-    th = jax.lax.cond(need("tanh"), fm.tanh_f32, lambda x: zero, fa)
+    # The transcendentals are costly: each runs only in the cycles that need it.
+    ex, th, rs, rc = (
+        jax.lax.cond(need(name), fn, lambda x: zero, fa)
+        for name, fn in (("exp", fm.exp_f32), ("tanh", fm.tanh_f32), ("rsqrt", fm.rsqrt_f32), ("recip", fm.recip_f32))
+    )
     scaled = fm.flush_f32(ia.astype(jnp.float32) * fm.flush_f32(jax.lax.bitcast_convert_type(b, jnp.float32)))
     fval = pick(
         {
@@ -172,8 +174,8 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
             "relu": jnp.where(jnp.isnan(fa) | (fa > 0), fa, jnp.float32(0)),
             "exp": ex,
             "tanh": th,
-            "rsqrt": fm.rsqrt_f32(fa),
-            "recip": fm.recip_f32(fa),
+            "rsqrt": rs,
+            "recip": rc,
             "convert": jnp.where(is_f, fa, ia.astype(jnp.float32)),
         },
         zero,
@@ -195,32 +197,34 @@ def _gather_bits(cfg: ChipConfig, rows4: jnp.ndarray) -> jnp.ndarray:
     return r[..., 0, :] | (r[..., 1, :] << 8) | (r[..., 2, :] << 16) | (r[..., 3, :] << 24)
 
 
-def vxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> MachineState:
-    """One cycle of every VXM ALU. `ins` int32 [A, F]: the rows the VXM queues issued (opcode 0: none)."""
-    A = cfg.vxm_alus
+def vxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> dict:
+    """One cycle of every VXM ALU. `ins` int32 [A, F]: the rows the VXM queues issued (opcode 0: none).
+
+    Reads its operands off the streams; returns the ALUs' port outputs for `pipeline.emit`."""
     active = (ins[:, 0] >= isa.VXM_BASE) & (ins[:, 0] < isa.VXM_BASE + 64)
     op = jnp.where(active, ins[:, 0] - isa.VXM_BASE, 0)
     t1, t2, dst = ins[:, 1], ins[:, 2], ins[:, 3]
     pos = cfg.positions[cfg.vxm_slice]
     k = jnp.arange(4)
     srcs = ins[:, 4:7]  # [A, 3]
-    w_in = jnp.asarray(_W)[t1]
-    w_src = jnp.stack([jnp.where(op == OPS["requant"], 4, w_in)] * 3, 1)  # [A, 3]
-    # Rows of every source group; bytes beyond the group's width read as 0. Big-endian groups are reversed.
-    kk = k if cfg.group_byte_order == "little" else None
-    if kk is None:
-        kk = jnp.where(k[None, None, :] < w_src[..., None], w_src[..., None] - 1 - k, k)
-    sid = srcs[..., None] + kk  # [A, 3, 4]
-    rows = st.row_index(cfg, sid, pos, state.cycle)
-    rows = jnp.where(k < w_src[..., None], rows, -1)
-    got = st.read_rows(cfg, state.streams, rows)  # [A, 3, 4, L]
-    raw = _gather_bits(cfg, got)  # [A, 3, L]
-    bits, t_out = vxm_compute(op, t1, t2, raw[:, 0], raw[:, 1], raw[:, 2], active)
+    w_src = jnp.broadcast_to(jnp.where(op == OPS["requant"], 4, jnp.asarray(_W)[t1])[:, None], srcs.shape)
+
+    def compute(streams):
+        # Rows of every source group; bytes beyond the group's width read as 0. Big-endian groups are reversed.
+        kk = k if cfg.group_byte_order == "little" else jnp.where(k < w_src[..., None], w_src[..., None] - 1 - k, k)
+        rows = st.row_index(cfg, srcs[..., None] + kk, pos, state.cycle)
+        got = st.read_rows(cfg, streams, jnp.where(k < w_src[..., None], rows, -1))  # [A, 3, 4, L]
+        raw = _gather_bits(cfg, got)  # [A, 3, L]
+        return vxm_compute(op, t1, t2, raw[:, 0], raw[:, 1], raw[:, 2], active)
+
+    # Under a cond: skipped in cycles with no ALU op, and materialised once (not re-fused into every output byte).
+    bits, t_out = jax.lax.cond(
+        jnp.any(active), compute, lambda s: (jnp.zeros((ins.shape[0], cfg.n_lanes), jnp.uint32), t1), state.streams
+    )
     w_out = jnp.asarray(_W)[t_out]
     out = jnp.stack([(bits >> (8 * i)).astype(jnp.uint8) for i in range(4)], 1)  # [A, 4, L]
     if cfg.group_byte_order == "big":
         idx = jnp.where(k[None, :] < w_out[:, None], w_out[:, None] - 1 - k[None, :], k[None, :])
         out = jnp.take_along_axis(out, idx[:, :, None], axis=1)
     delay = jnp.asarray(delay_table(cfg))[op, t1]
-    ports = np.arange(cfg.n_mem, cfg.n_mem + A)
-    return emit(cfg, state, ports, active, dst, w_out, out, delay)
+    return {"valid": active, "sid": dst, "width": w_out, "data": out, "delay": delay}
