@@ -115,16 +115,8 @@ def _as_array(cfg: ChipConfig, program) -> jnp.ndarray:
 
 
 def _pieces(n: int, chunk: int) -> list[int]:
-    """Split n cycles into scans of few distinct static lengths: full chunks, then powers of two."""
-    out = [chunk] * (n // chunk)
-    r = n % chunk
-    b = 1 << max(r.bit_length() - 1, 0)
-    while r:
-        if r >= b:
-            out.append(b)
-            r -= b
-        b >>= 1
-    return out
+    """Split n cycles into scans of two static lengths only (chunk and 1), so any n compiles at most twice."""
+    return [chunk] * (n // chunk) + [1] * (n % chunk)
 
 
 def run(
@@ -133,15 +125,15 @@ def run(
     state: MachineState | None = None,
     n_cycles: int = 1,
     trace: tuple[str, ...] | list[str] = (),
-    chunk: int = 1024,
-    unroll: int = 4,
+    chunk: int = 256,
+    unroll: int = 1,
 ) -> tuple[MachineState, dict]:
     """Run `n_cycles` cycles from `state` (default: a fresh `init_state(cfg)`).
 
     Returns the final state and a dict {field: numpy array [n_cycles, ...]} for each requested trace field
     (`TRACE_FIELDS`). The scan is jitted per (config, program size class, scan length, fields): a second program
     of the same size class reuses the compiled code. The cycles run in scans of `chunk` cycles (and powers of
-    two for the remainder), so any n_cycles compiles only a few lengths. The input state is not modified.
+    single cycles for the remainder), so any n_cycles compiles at most two scan lengths. The input state is not modified.
     """
     if not isinstance(n_cycles, (int, np.integer)) or n_cycles < 0:
         raise ValueError(f"n_cycles must be an int >= 0, got {n_cycles!r}")

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, for lpu_jax
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/, for strategies
-
 from strategies import programs
 
 from lpu_jax import isa
