@@ -54,7 +54,7 @@ DEFAULT_DELAYS: tuple[tuple[str, int], ...] = (
 KINDS = ("MEM", "VXM", "SXM", "MXM")
 
 
-def _floorplan(mem_per_hemisphere: int) -> tuple[str, ...]:
+def standard_floorplan(mem_per_hemisphere: int) -> tuple[str, ...]:
     """The published floorplan, west to east: MXM MXM | SXM | MEM xN | VXM | MEM xN | SXM | MXM MXM (P20)."""
     return (
         ("MXM", "MXM", "SXM")
@@ -80,7 +80,7 @@ class ChipConfig:
     """Lanes in one superlane (P20: 16); the minimum vector length."""
     n_streams: int = 32
     """Streams per direction (P20: 32 eastward + 32 westward), each one byte per lane."""
-    floorplan: tuple[str, ...] = _floorplan(44)
+    floorplan: tuple[str, ...] = standard_floorplan(44)
     """Slice kinds west to east (P20): MXM MXM | SXM | MEM x44 | VXM | MEM x44 | SXM | MXM MXM."""
     mem_words: int = 8192
     """Addresses per MEM slice (P20: 8,192 x 320 B = 2.5 MiB). Split into two banks of mem_words/2."""
@@ -243,7 +243,7 @@ def tiny() -> ChipConfig:
         name="tiny",
         n_superlanes=2,
         n_streams=8,
-        floorplan=_floorplan(2),
+        floorplan=standard_floorplan(2),
         mem_words=64,
         vxm_alus=4,
         stagger_cycles=2,
