@@ -133,7 +133,9 @@ def parse(text: str, cfg: ChipConfig | None = None) -> isa.Program:
                 raise _syntax(lineno, ncol, f"bad queue name {name!r} (queues look like MEM.W17, MEM.E0, VXM.3)")
             if known is not None and name not in known:
                 ex = ", ".join(isa.queue_names(cfg)[:3])
-                raise _syntax(lineno, ncol, f"unknown queue {name!r} for config {cfg.name!r} (queues look like {ex}, ...)")
+                raise _syntax(
+                    lineno, ncol, f"unknown queue {name!r} for config {cfg.name!r} (queues look like {ex}, ...)"
+                )
             if len(toks) > 2:
                 raise _syntax(lineno, toks[2][1], f"unexpected {toks[2][0]!r} after the queue name")
             current = name

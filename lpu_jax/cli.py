@@ -31,7 +31,7 @@ def _demo(args) -> int:
     ok = np.array_equal(y.view(np.uint32), np.where(ref > 0, ref, np.float32(0)).view(np.uint32))
     idle = is_idle(state, _encoded(cfg, built.program))
     cycles = built.done
-    lat_us = (cycles + cfg.stagger_cycles) / cfg.clock_hz * 1e6
+    lat_us = cfg.latency_s(cycles) * 1e6
     print(f"lpu-jax demo: relu(a * b + c) on {n} x {cfg.n_lanes} fp32 vectors, {cfg.name}")
     print(f"  program      {built.program.n_instructions} instructions on {len(built.program.queues)} queues")
     print(f"  cycles       {cycles} (program finished: {idle})")

@@ -223,6 +223,12 @@ class ChipConfig:
     def sram_bytes(self) -> int:
         return self.n_mem * self.mem_words * self.n_lanes
 
+    def latency_s(self, cycles: int) -> float:
+        """End-to-end latency in seconds of a run of `cycles` cycles: the superlane stagger (`stagger_cycles`)
+        is added once, since the model keeps vectors in superlane-0 time and superlane 19 finishes 19 cycles
+        later (architecture.md §3)."""
+        return (cycles + self.stagger_cycles) / self.clock_hz
+
     def delay(self, cls: str) -> int:
         """Functional delay d_func of an instruction class (see DEFAULT_DELAYS)."""
         return dict(self.delays)[cls]

@@ -376,8 +376,10 @@ def encode(cfg: ChipConfig, program: Program, length: int | None = None) -> np.n
     names = queue_names(cfg)
     longest = max((len(v) for v in program.queues.values()), default=0)
     L = size_class(longest) if length is None else length
-    if L < longest + 1:
-        raise ProgramError(f"a queue holds {longest} instructions; the requested length {L} leaves no room for HALT")
+    if L < longest + 1 or L & (L - 1):
+        raise ProgramError(
+            f"a queue holds {longest} instructions; the requested length {L} must be a power of two > {longest}"
+        )
     arr = np.zeros((len(names), L, N_FIELDS), np.int32)
     for qi, name in enumerate(names):
         for i, ins in enumerate(program.queues.get(name, ())):

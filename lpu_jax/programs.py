@@ -59,6 +59,8 @@ def relu_fma(cfg: ChipConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> Bu
     n, L = a.shape
     if a.shape != b.shape or a.shape != c.shape or L != cfg.n_lanes:
         raise ValueError(f"relu_fma: a, b, c must all be float32 [n, {cfg.n_lanes}], got {a.shape} {b.shape} {c.shape}")
+    if n < 1:
+        raise ValueError(f"relu_fma needs at least one vector, got {n}")
     if cfg.mem_per_hemisphere < 12 or cfg.n_streams < 16 or cfg.vxm_alus < 3 or n > cfg.mem_words:
         raise ValueError(
             f"relu_fma needs >= 12 MEM slices per hemisphere, >= 16 streams, >= 3 VXM ALUs and n <= mem_words; "

@@ -1,13 +1,17 @@
 """The simulator: one cycle of the whole chip (`step`), and `run`, a jitted `lax.scan` over cycles.
 
 A cycle c, in order (each stage a pure function; `state.cycle` is advanced here and nowhere else):
-  1. edges    the stream slots entering at the chip's edges are cleared (what fell off does not wrap round);
-  2. ICU      every queue issues at most one instruction;
-  3. land     results due at c go onto the streams at their unit's position (replacing what passes there);
-  4. MEM      reads issued at c, commits due at c, Write/Scatter operands taken off the streams;
-  5. VXM      ALU operands taken off the streams, results filed to land at c + d_func;
+  1. ICU      every queue issues at most one instruction;
+  2. land     results due at c go onto the streams at their unit's position (replacing what passes there), and
+              the entry slots at the chip's edges are cleared (what fell off one edge does not wrap round);
+  3. MEM      Write/Scatter operands are taken off the streams and filed to commit at c + d_func; the commits
+              due at c are made; then the reads issued at c see them;
+  4. VXM      ALU operands are taken off the streams; results are computed;
+  5. emit     MEM and VXM results are filed to land at c + d_func;
   6. cycle    c + 1: every stream value has moved one hop (the ring does it for free).
 So a result due at c can be consumed at c by a unit at the same position, and at c + |q - p| at position q.
+Inside a cycle every large buffer is written before it is read (or read only by the op that writes it), which
+lets XLA update the SRAM, the stream ring and the pipeline rings in place instead of copying them.
 """
 
 from __future__ import annotations
@@ -41,12 +45,7 @@ def _step(cfg: ChipConfig, state: MachineState, program: jnp.ndarray) -> tuple[M
     with jax.named_scope("mem"):
         state, mem_out, commits, h_mem = mem_step(cfg, state, issued[:M])
     with jax.named_scope("vxm"):
-        import os
-        if os.environ.get("NOVXM"):
-            A = cfg.vxm_alus
-            vxm_out = {"valid": jnp.zeros(A, bool), "sid": jnp.zeros(A, jnp.int32), "width": jnp.zeros(A, jnp.int32), "data": jnp.zeros((A, 4, cfg.n_lanes), jnp.uint8), "delay": jnp.ones(A, jnp.int32)}
-        else:
-            vxm_out = vxm_step(cfg, state, issued[M:])
+        vxm_out = vxm_step(cfg, state, issued[M:])
     with jax.named_scope("emit"):
         state, h_emit = emit(cfg, state, [mem_out, vxm_out])
     state = state.replace(hazards=record_hazards(state.hazards, h_land + h_mem + h_emit, c), cycle=c + 1)

@@ -26,7 +26,7 @@ NEVER = np.int32(2**31 - 1)
 
 HAZARDS = (
     "bank_conflict",  # two SRAM accesses to one bank of one MEM slice in one cycle
-    "port_conflict",  # two results due on one unit output port in the same cycle (the later issue wins)
+    "port_conflict",  # two results (or two SRAM commits) due on one port of a unit in one cycle; the later issue wins
     "stream_conflict",  # two VXM ALUs write one stream in the same cycle (the higher ALU index wins)
     "address_range",  # a Gather/Scatter lane address >= mem_words (the lane reads 0 / writes nothing)
 )
@@ -80,9 +80,10 @@ class Hazards:
     count: jnp.ndarray
     """int32 [K]: how many times each kind of `HAZARDS` happened."""
     first_cycle: jnp.ndarray
-    """int32 [K]: cycle of the first occurrence; -1 if none."""
+    """int32 [K]: cycle the first occurrence was detected (for port conflicts: the later instruction's issue); -1."""
     first_where: jnp.ndarray
-    """int32 [K]: where it first happened: MEM index (bank, address) or output port (port, stream); -1 if none."""
+    """int32 [K]: where it first happened; -1 if none. bank_conflict: MEM index * 2 + bank; port_conflict: port
+    (= MEM index for MEM slices); stream_conflict: stream id dir * S + index; address_range: MEM index."""
 
 
 @struct.dataclass

@@ -201,7 +201,7 @@ def vxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> dict:
     """One cycle of every VXM ALU. `ins` int32 [A, F]: the rows the VXM queues issued (opcode 0: none).
 
     Reads its operands off the streams; returns the ALUs' port outputs for `pipeline.emit`."""
-    active = (ins[:, 0] >= isa.VXM_BASE) & (ins[:, 0] < isa.VXM_BASE + 64)
+    active = (ins[:, 0] >= isa.VXM_BASE) & (ins[:, 0] < isa.VXM_BASE + len(isa.VXM_OPS))
     op = jnp.where(active, ins[:, 0] - isa.VXM_BASE, 0)
     t1, t2, dst = ins[:, 1], ins[:, 2], ins[:, 3]
     pos = cfg.positions[cfg.vxm_slice]

@@ -202,9 +202,7 @@ def noisy_texts(draw, p: Program):
             lead = draw(ws)
             body = ins.mnemonic
             if parts:
-                body += draw(ws1) + "".join(
-                    (draw(ws) + "," + draw(ws) if i else "") + t for i, t in enumerate(parts)
-                )
+                body += draw(ws1) + "".join((draw(ws) + "," + draw(ws) if i else "") + t for i, t in enumerate(parts))
             lines.append(lead + body + draw(ws) + draw(comment))
             locs[q].append((len(lines), len(lead) + 1))
     junk()
@@ -284,8 +282,12 @@ VALIDATION_ERRORS = [
     (".queue MEM.W0\n    add.f32 E0, E0, E4\n", 2, 5, ["add.f32 is a VXM instruction", "cannot run on a MEM queue"]),
     (".queue VXM.1\n Read 0, E0\n", 2, 2, ["Read is a MEM instruction", "cannot run on a VXM queue"]),
     (".queue VXM.0\n    add.i16 E1, E2, E4\n", 2, 5, ["destination E1 is a 2-stream group", "multiple of 2"]),
-    (".queue VXM.0\n    convert.i8.f32 E4, E0\n    convert.i8.i32 W0, E1\n    add.f32 E0, W2, E0\n", 4, 5,
-     ["(VXM.0[2])", "source 1 W2 is a 4-stream group", "multiple of 4"]),
+    (
+        ".queue VXM.0\n    convert.i8.f32 E4, E0\n    convert.i8.i32 W0, E1\n    add.f32 E0, W2, E0\n",
+        4,
+        5,
+        ["(VXM.0[2])", "source 1 W2 is a 4-stream group", "multiple of 4"],
+    ),
     (".queue MEM.W0\n    Gather E0, W1\n", 2, 5, ["map W1 is a 2-stream group"]),
     (".queue MEM.W0\n    NOP 3\n    Repeat 2, 1\n", 3, 5, ["(MEM.W0[1])", "Repeat has no earlier unit instruction"]),
     (".queue VXM.0\n    Repeat 2, 1\n", 2, 5, ["Repeat has no earlier unit instruction"]),

@@ -67,3 +67,8 @@ def test_every_assumption_has_a_documented_default():
 def test_bad_config_names_the_field(kw, field):
     with pytest.raises(L.ConfigError, match=rf"ChipConfig\.{field}:"):
         L.tiny().replace(**kw)
+
+
+def test_latency_adds_the_stagger_once():
+    cfg = L.groqchip1()
+    assert cfg.latency_s(880) == pytest.approx((880 + 20) / 900e6)
