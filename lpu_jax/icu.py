@@ -19,7 +19,6 @@ queue for a number of cycles; the queue's next instruction issues when that time
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from . import isa

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import isa
-from . import streams as st
 from .config import ChipConfig
 from .icu import icu_step
 from .mem import mem_step
@@ -131,8 +130,8 @@ def run(
 
     Returns the final state and a dict {field: numpy array [n_cycles, ...]} for each requested trace field
     (`TRACE_FIELDS`). The scan is jitted per (config, program size class, scan length, fields): a second program
-    of the same size class reuses the compiled code. The cycles run in scans of `chunk` cycles (and powers of
-    single cycles for the remainder), so any n_cycles compiles at most two scan lengths. The input state is not modified.
+    of the same size class reuses the compiled code. The cycles run in scans of `chunk` cycles, then single
+    cycles for the remainder, so any n_cycles compiles at most two scan lengths. The input state is not modified.
     """
     if not isinstance(n_cycles, (int, np.integer)) or n_cycles < 0:
         raise ValueError(f"n_cycles must be an int >= 0, got {n_cycles!r}")
