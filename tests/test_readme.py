@@ -1,0 +1,21 @@
+"""The README's example runs as written (its own assert checks the result against numpy)."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+
+def test_readme_python_example_runs():
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, "README has no python example"
+    exec(compile(blocks[0], "README.md", "exec"), {})
+
+
+def test_readme_opens_with_the_two_commands():
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    first = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
+    assert first == ["pip install -e '.[dev]' && lpu-jax demo", "python -m pytest -q"]
+    ci = (pathlib.Path(__file__).parents[1] / ".ci" / "run").read_text()
+    assert "pip install -e '.[dev]' && lpu-jax demo" in ci and "python -m pytest -q" in ci
