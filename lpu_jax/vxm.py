@@ -65,27 +65,37 @@ def _mask(width):
     return jnp.where(width >= 4, jnp.uint32(0xFFFFFFFF), (jnp.uint32(1) << (8 * width).astype(jnp.uint32)) - 1)
 
 
-def _decode(u: jnp.ndarray, t: jnp.ndarray):
+def _maybe(pred, fn, *args):
+    """fn(*args) where `pred` (a traced bool) holds, else zeros of the same shape: costly element work runs only
+    in the cycles that need it. The cond also makes XLA materialise the result once."""
+    shapes = jax.eval_shape(fn, *args)
+    zeros = lambda *_: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+    return jax.lax.cond(pred, fn, zeros, *args)
+
+
+def _decode(u: jnp.ndarray, t: jnp.ndarray, any_f16):
     """Raw little-endian bits u uint32 [..] of type t [..] -> (bits masked, int value, float value)."""
     w = jnp.asarray(_W)[t]
     u = u & _mask(w)
     sh = (32 - 8 * w).astype(jnp.int32)
     ui = jax.lax.bitcast_convert_type(u, jnp.int32)
     ival = jnp.where(jnp.asarray(_SIGNED_INT)[t], (ui << sh) >> sh, ui)
-    f16 = fm.f16_to_f32(jax.lax.bitcast_convert_type(u.astype(jnp.uint16), jnp.float16))
     f32 = jax.lax.bitcast_convert_type(u, jnp.float32)
+    f16 = _maybe(any_f16, lambda v: fm.f16_to_f32(jax.lax.bitcast_convert_type(v.astype(jnp.uint16), jnp.float16)), u)
     fval = fm.flush_f32(jnp.where(t == _F16, f16, f32))
     return u, ival, fval
 
 
-def _encode_float(x: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+def _encode_float(x: jnp.ndarray, t: jnp.ndarray, any_f16) -> jnp.ndarray:
     """fp32 value -> bits of type t (f16 or f32), flushed, NaN canonical."""
     x = fm.flush_f32(x)
     b32 = jnp.where(jnp.isnan(x), _CANON_F32, jax.lax.bitcast_convert_type(x, jnp.uint32))
-    h = fm.f32_to_f16(x)
-    b16 = jax.lax.bitcast_convert_type(h, jnp.uint16).astype(jnp.uint32)
-    b16 = jnp.where(jnp.isnan(h), _CANON_F16, b16)
-    return jnp.where(t == _F16, b16, b32)
+
+    def f16_bits(x):
+        h = fm.f32_to_f16(x)
+        return jnp.where(jnp.isnan(h), _CANON_F16, jax.lax.bitcast_convert_type(h, jnp.uint16).astype(jnp.uint32))
+
+    return jnp.where(t == _F16, _maybe(any_f16, f16_bits, x), b32)
 
 
 def _to_int(x: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
@@ -104,12 +114,16 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
 
     Returns (bits uint32 [A, L] masked to the output width, output dtype code int32 [A]).
     """
-    op, t1, t2 = op[:, None], t1[:, None], t2[:, None]
     if active is None:
-        active = jnp.ones(op.shape[:1], bool)
-    ua, ia, fa = _decode(a, t1)
-    ub, ib, fb = _decode(b, t1)
-    uc, _, _ = _decode(c, t1)
+        active = jnp.ones(op.shape, bool)
+    t_out = jnp.where(op == OPS["convert"], t2, jnp.where(op == OPS["requant"], _I8, t1))
+    any_f16_in = jnp.any(active & (t1 == _F16))
+    any_f16_out = jnp.any(active & (t_out == _F16))
+    any_convert = jnp.any(active & ((op == OPS["convert"]) | (op == OPS["requant"])))
+    op, t1, t2, t_out = op[:, None], t1[:, None], t2[:, None], t_out[:, None]
+    ua, ia, fa = _decode(a, t1, any_f16_in)
+    ub, ib, fb = _decode(b, t1, any_f16_in)
+    uc = c & _mask(jnp.asarray(_W)[t1])
     is_f = jnp.asarray(_FLOAT)[t1]
     w = jnp.asarray(_W)[t1]
     nb = (8 * w).astype(jnp.uint32)
@@ -127,7 +141,7 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
     cmp = {k: jnp.where(is_f, cmp_f[k], cmp_i[k]).astype(jnp.uint32) for k in cmp_i}
     u32 = lambda v: jax.lax.bitcast_convert_type(v, jnp.uint32)  # noqa: E731
     sat = u32(jnp.clip(ia, jnp.asarray(_INT_MIN)[t2], jnp.asarray(_INT_MAX)[t2]))
-    f2i = u32(_to_int(fa, t2))
+    f2i = _maybe(any_convert, lambda fa, t2: u32(_to_int(fa, t2)), fa, t2)
     int_bits = pick(
         {
             "add": u32(ia + ib),
@@ -161,7 +175,9 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
         jax.lax.cond(need(name), fn, lambda x: zero, fa)
         for name, fn in (("exp", fm.exp_f32), ("tanh", fm.tanh_f32), ("rsqrt", fm.rsqrt_f32), ("recip", fm.recip_f32))
     )
-    scaled = fm.flush_f32(ia.astype(jnp.float32) * fm.flush_f32(jax.lax.bitcast_convert_type(b, jnp.float32)))
+    def requant(ia, b):
+        scaled = fm.flush_f32(ia.astype(jnp.float32) * fm.flush_f32(jax.lax.bitcast_convert_type(b, jnp.float32)))
+        return u32(fm.f32_to_int(scaled, 8).astype(jnp.int32))
     fval = pick(
         {
             "add": fa + fb,
@@ -180,14 +196,13 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
         },
         zero,
     )
-    # Output type and which result path applies.
-    t_out = jnp.where(op == OPS["convert"], t2, jnp.where(op == OPS["requant"], _I8, t1))
+    # Which result path applies.
     float_ops = ("add", "sub", "mul", "min", "max", "neg", "abs", "relu", "exp", "tanh", "rsqrt", "recip")
     float_path = (is_f & jnp.isin(op, jnp.asarray([OPS[k] for k in float_ops]))) | (
         (op == OPS["convert"]) & jnp.asarray(_FLOAT)[t2]
     )
-    int_bits = jnp.where(op == OPS["requant"], u32(fm.f32_to_int(scaled, 8).astype(jnp.int32)), int_bits)
-    bits = jnp.where(float_path, _encode_float(fval, t_out), int_bits)
+    int_bits = jnp.where(op == OPS["requant"], _maybe(any_convert, requant, ia, b), int_bits)
+    bits = jnp.where(float_path, _encode_float(fval, t_out, any_f16_out), int_bits)
     return bits & _mask(jnp.asarray(_W)[t_out]), t_out[:, 0]
 
 
