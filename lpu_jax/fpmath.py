@@ -56,6 +56,16 @@ Square root `sqrt(x)` for finite normal x > 0 (the IEEE root): e = exponent fiel
   Then root = floor(sqrt(M)) in [2^24, 2^25); sig = (root >> 1) + (root & 1) (never a tie: M is even);
   field = (e + 127) >> 1 if e is odd else (e + 126) >> 1; result f32((field << 23) | (sig & 0x7FFFFF)).
 
+`mul_f32(a, b)`: the IEEE product (round to nearest even, subnormal results possible), then flushed. XLA CPU's
+  FTZ flushes a product whose exact value lies just below 2^-126 even when IEEE rounding takes it up to 2^-126,
+  so the boundary is decided explicitly. a, b = flush(a), flush(b); p = a * b. If a and b are finite and nonzero
+  and |p| < 2^-126 (p is 0, a subnormal, or whatever the backend made of a tiny product): let s, l be |a|, |b|
+  ordered so that s <= l; s' = s * 2^64 (exact); p' = s' * l (now in the normal range near the boundary) and its
+  exact error e' = (((s'h*lh - p') + s'h*ll) + s'l*lh) + s'l*ll (split as in `mul`; every product exact).
+  With T' = 2^-62 - 2^-86 (= (2^-126 - 2^-150) * 2^64, the midpoint between 2^-126 and the largest subnormal):
+  the result is 2^-126 if p' > T' or (p' == T' and e' >= 0), else 0, with the sign of a*b. Otherwise the result
+  is flush(p). NaNs are canonical (positive: a two-input operation).
+
 `exp_f32(x)`
   0. x = flush(x). NaN -> canonical NaN with x's sign. (+inf -> +inf and -inf -> +0 follow from the steps.)
   1. xs = x with NaN replaced by 0, then clamped: xs > 92.0 (0x42B80000) -> 92.0; xs < -110.0 (0xC2DC0000) -> -110.0.
@@ -133,6 +143,7 @@ __all__ = [
     "f32_to_int",
     "f32_to_uint8",
     "flush_f32",
+    "mul_f32",
     "is_nan_f32",
     "max_f32",
     "min_f32",
@@ -453,6 +464,26 @@ def _minmax(a, b, is_min: bool) -> jax.Array:
     out = jnp.where(first, a, jnp.where(second, b, tie))
     nan = _isnan(a) | _isnan(b)
     return jnp.where(nan, _f32(jnp.full(jnp.shape(out), CANONICAL_NAN_F32, jnp.uint32)), out)
+
+
+def mul_f32(a, b) -> jax.Array:
+    """a * b: IEEE round-to-nearest-even with subnormal results flushed, decided the same way on every backend."""
+    a, b = _flush(_as_f32(a, "a")), _flush(_as_f32(b, "b"))
+    p = a * b
+    aa, ab = jnp.abs(a), jnp.abs(b)
+    s = jnp.minimum(aa, ab) * np.float32(2.0**64)
+    big = jnp.maximum(aa, ab)
+    pp = s * big
+    sh, sl = _split(s)
+    bh, bl = _split(big)
+    err = (((sh * bh - pp) + sh * bl) + sl * bh) + sl * bl
+    t = np.float32(2.0**-62 - 2.0**-86)
+    up = (pp > t) | ((pp == t) & (err >= 0))
+    neg = (_bits(a) ^ _bits(b)) & _SIGN
+    tiny = _f32(jnp.where(up, np.uint32(0x00800000), np.uint32(0)) | neg)
+    finite = (aa > 0) & (ab > 0) & (aa < np.float32(np.inf)) & (ab < np.float32(np.inf))
+    r = jnp.where(finite & (jnp.abs(p) < np.float32(2.0**-126)), tiny, _flush(p))
+    return jnp.where(_isnan(r), _nan_like(r, False), r)
 
 
 def min_f32(a, b) -> jax.Array:

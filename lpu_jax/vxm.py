@@ -11,7 +11,8 @@ Integers (i8, u8, i16, i32): two's complement, computed on the sign- (or zero-, 
 Floats (f16, f32) [A]: IEEE 754 binary32 arithmetic, round to nearest even, with fp32 subnormals flushed to
   signed zero on input and output (the chip's VXM is 32-bit; XLA CPU flushes, XLA GPU does not, so the model
   flushes explicitly to be the same everywhere). f16 operands are widened exactly to fp32, the op is done in fp32
-  and the result rounded once to f16 (fp32 has p >= 2*11+2, so for + - * this equals native f16).
+  and the result rounded once to f16 (fp32 has p >= 2*11+2, so for + - * this equals native f16). The fp32
+  product is `fpmath.mul_f32`: IEEE rounding decides the subnormal boundary, not the backend's flush-to-zero.
   Every NaN a float op produces is the canonical quiet NaN 0x7FC00000 (f16 0x7E00). min/max return NaN if
   either input is NaN, and -0.0 < +0.0. `relu(x) = x if x > 0 else +0.0` (NaN stays NaN).
   exp/tanh/rsqrt/recip follow the algorithms of `fpmath` (docs/fpmath.md), written so that every product feeding
@@ -182,7 +183,7 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
         {
             "add": fa + fb,
             "sub": fa - fb,
-            "mul": fa * fb,
+            "mul": fm.mul_f32(fa, fb),
             "min": fm.min_f32(fa, fb),
             "max": fm.max_f32(fa, fb),
             "neg": -fa,

@@ -483,3 +483,35 @@ def test_constants_match_their_definitions():
         assert c(h) == np.float32(1 / math.factorial(n))
     assert (0x3F317200 & 0x1FF) == 0  # LN2_HI: 15 significant bits
     assert (0x35BFBF00 & 0xFF) == 0  # LN2_LO: 16 significant bits
+
+
+def np_ieee_mul_flushed(a, b):
+    """numpy's IEEE float32 product (subnormals kept) of flushed inputs, then flushed; positive canonical NaN."""
+    with np.errstate(all="ignore"):
+        r = np_flush(a) * np_flush(b)
+    r = np_flush(r)
+    return np.where(np_isnan(r), f32(np.uint32(0x7FC00000)), r)
+
+
+def test_mul_matches_ieee_then_flush_at_the_subnormal_boundary():
+    # Products whose exact value is just below 2^-126: IEEE rounding takes some up to 2^-126 (XLA CPU's FTZ
+    # would flush them), the rest are subnormal and flushed.
+    rng = np.random.default_rng(11)
+    x = (rng.uniform(1, 2, 100_000) * 2.0**-63).astype(np.float32)
+    y = (2.0**-126 / x.astype(np.float64) * (1 + rng.uniform(-3e-7, 3e-7, x.size))).astype(np.float32)
+    x = np.where(rng.random(x.size) < 0.5, -x, x)
+    want = np_ieee_mul_flushed(x, y)
+    assert (u32(want) & 0x7FFFFFFF == 0x00800000).sum() > 1000  # the boundary cases are really exercised
+    assert_bits_equal(jax.jit(F.mul_f32)(x, y), want)
+    a = np.array([0x2180376D, 0x21FCCF19, 0xA182DF22], np.uint32).view(np.float32)
+    b = np.array([0x1E7F9155, 0x1E019D9B, 0x1E7A61FE], np.uint32).view(np.float32)
+    want = np.array([0x00800000, 0x00800000, 0x80800000], np.uint32).view(np.float32)  # by hand: IEEE rounds up
+    assert_bits_equal(np_ieee_mul_flushed(a, b), want)
+    assert_bits_equal(jax.jit(F.mul_f32)(a, b), want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(f32_arrays(), f32_arrays())
+def test_mul_bit_exact_hypothesis(a, b):
+    n = min(a.size, b.size)
+    assert_bits_equal(jax.jit(F.mul_f32)(a[:n], b[:n]), np_ieee_mul_flushed(a[:n], b[:n]))
