@@ -58,22 +58,22 @@ def _commit(cfg: ChipConfig, state: MachineState):
     m = jnp.arange(M)
     due = f.wr_meta[now, :, 0] == c
     addr = jnp.where(due, f.wr_meta[now, :, 1], -1)  # Write address, -1: none (or a Scatter)
-    lanes = jnp.where(due[:, None] & (addr[:, None] < 0), f.sc_addr[now], -1)  # Scatter lane addresses
+    scatter_due = due & (f.wr_meta[now, :, 1] < 0)
     data = f.wr_data[now]
     sram = state.mem.reshape(M * W, L)
     sram = sram.at[jnp.where(addr >= 0, m * W + addr, M * W)].set(data, mode="drop")
     banks = jnp.arange(2)
 
     def scatter(s):
+        lanes = jnp.where(scatter_due[:, None], f.sc_addr[now], -1)
         idx = jnp.where(lanes >= 0, (m[:, None] * W + lanes) * L + jnp.arange(L), M * W * L)
         s = s.reshape(-1).at[idx].set(data, mode="drop").reshape(M * W, L)
         return s, _lane_banks(lanes, BW)
 
-    sram, use = jax.lax.cond(
-        jnp.any(lanes >= 0), scatter, lambda s: (s, jnp.zeros((M, 2), jnp.int32)), sram
-    )  # Scatters are rare: their per-lane work runs only in cycles that have one.
+    # Scatters are rare: their per-lane work runs only in cycles that commit one.
+    sram, use = jax.lax.cond(jnp.any(scatter_due), scatter, lambda s: (s, jnp.zeros((M, 2), jnp.int32)), sram)
     use += ((addr[:, None] >= 0) & (addr[:, None] // BW == banks)).astype(jnp.int32)
-    commits = {"wr_addr": addr, "sc_addr": lanes, "data": data}
+    commits = {"wr_addr": addr, "scatter": scatter_due, "data": data}
     return state.replace(mem=sram.reshape(state.mem.shape)), commits, use
 
 
@@ -92,21 +92,17 @@ def mem_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
     pos = jnp.asarray(port_positions(cfg)[:M])
     is_read, is_write = op == isa.READ, op == isa.WRITE
     is_gather, is_scatter = op == isa.GATHER, op == isa.SCATTER
-    indirect = is_gather | is_scatter
-    any_indirect = jnp.any(indirect)
 
     # Operands off the streams at each slice's position: the data (Write/Scatter), and for Gather/Scatter the
     # 2-stream address map (read only in cycles that have one).
     got = st.read_rows(cfg, state.streams, st.row_index(cfg, sid, pos, c))  # [M, L]
 
-    def lane_map(streams):
+    def lane_map(streams, which):
+        """uint16 lane addresses of the slices where `which`, off their 2-stream map groups (-1 elsewhere and
+        where out of range), and which of those slices had a lane out of range."""
         g = st.read_rows(cfg, streams, st.row_index(cfg, jnp.stack([msid, msid + 1], 1), pos[:, None], c))
         a = _map_addresses(cfg, g[:, 0], g[:, 1])  # [M, L]
-        return jnp.where(indirect[:, None] & (a < W), a, -1), indirect & jnp.any(a >= W, axis=1)
-
-    lanes, oob = jax.lax.cond(
-        any_indirect, lane_map, lambda s: (jnp.full((M, L), -1, jnp.int32), jnp.zeros(M, bool)), state.streams
-    )
+        return jnp.where(which[:, None] & (a < W), a, -1), which & jnp.any(a >= W, axis=1)
 
     # New commits: Write / Scatter data taken off the stream now, committed after d(Write) / d(Scatter).
     f = state.inflight
@@ -116,9 +112,17 @@ def mem_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
     old = f.wr_meta[cslot, m]
     busy = stores & (old[:, 0] == due)
     meta = jnp.where(stores[:, None], jnp.stack([due, jnp.where(is_write, addr, -1)], 1), old)
+
+    def file_scatter(ring, streams):  # the lane addresses of new Scatters (rare: only in cycles that issue one)
+        lanes, oob = lane_map(streams, is_scatter)
+        return ring.at[jnp.where(is_scatter, cslot, D), m].set(lanes, mode="drop"), oob
+
+    sc_addr, oob_s = jax.lax.cond(
+        jnp.any(is_scatter), file_scatter, lambda r, s: (r, jnp.zeros(M, bool)), f.sc_addr, state.streams
+    )
     f = f.replace(
         wr_meta=f.wr_meta.at[cslot, m].set(meta),
-        sc_addr=f.sc_addr.at[jnp.where(is_scatter, cslot, D), m].set(lanes, mode="drop"),
+        sc_addr=sc_addr,
         wr_data=f.wr_data.at[jnp.where(stores, cslot, D), m].set(got, mode="drop"),
     )
     state = state.replace(inflight=f)
@@ -129,13 +133,20 @@ def mem_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
     sram = state.mem.reshape(M * W, L)
     read_row = sram.at[m * W + addr].get(mode="clip")
 
-    def gather(s):
-        gl = jnp.where(is_gather[:, None], lanes, -1)
+    def gather(s, rows, streams):
+        gl, oob = lane_map(streams, is_gather)
         idx = (m[:, None] * W + jnp.maximum(gl, 0)) * L + jnp.arange(L)
-        return jnp.where(gl >= 0, s.reshape(-1).at[idx].get(), 0).astype(jnp.uint8), _lane_banks(gl, BW)
+        got = jnp.where(gl >= 0, s.reshape(-1).at[idx].get(), 0).astype(jnp.uint8)
+        return jnp.where(is_gather[:, None], got, rows), _lane_banks(gl, BW), oob
 
-    gathered, g_use = jax.lax.cond(
-        jnp.any(is_gather), gather, lambda s: (jnp.zeros((M, L), jnp.uint8), jnp.zeros((M, 2), jnp.int32)), sram
+    # Gathers are rare: their per-lane work (and the merge with the row reads) runs only in cycles that have one.
+    loaded, g_use, oob_g = jax.lax.cond(
+        jnp.any(is_gather),
+        gather,
+        lambda s, rows, _: (rows, jnp.zeros((M, 2), jnp.int32), jnp.zeros(M, bool)),
+        sram,
+        read_row,
+        state.streams,
     )
     use += g_use + (is_read[:, None] & (addr[:, None] // BW == banks)).astype(jnp.int32)
 
@@ -143,11 +154,11 @@ def mem_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
         "valid": is_read | is_gather,
         "sid": sid,
         "width": jnp.ones_like(sid),
-        "data": jnp.where(is_gather[:, None], gathered, read_row)[:, None, :],  # [M, 1, L]: MEM results are 1 wide
+        "data": loaded[:, None, :],  # [M, 1, L]: MEM results are 1 stream wide
         "delay": jnp.where(is_read, cfg.delay("Read"), cfg.delay("Gather")),
     }
     hits = [
-        (ADDRESS_RANGE, oob, m),
+        (ADDRESS_RANGE, oob_s | oob_g, m),
         (BANK_CONFLICT, use >= 2, m[:, None] * 2 + banks[None, :]),
         (PORT_CONFLICT, busy, m),
     ]

@@ -48,18 +48,24 @@ def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict, list
     k = jnp.arange(4)
     valid = (due == c)[:, None] & (k[None, :] < width[:, None])  # [N, 4]
     rows = st.row_index(cfg, sid[:, None] + k[None, :], jnp.asarray(port_positions(cfg))[:, None], c)
-    # The VXM ALUs share one position: resolve their write conflicts (higher ALU index wins).
+    # The VXM ALUs share one position: resolve their write conflicts (higher ALU index wins). ALU i's stream k
+    # (sid_i + k, k < width_i) loses if a later ALU j's group [sid_j, sid_j + width_j) holds it.
     M = cfg.n_mem
-    vr, vv = rows[M:].reshape(-1), valid[M:].reshape(-1)
-    n = vr.shape[0]
-    later = jnp.asarray(np.triu(np.ones((n, n), bool), k=1))
-    lose = jnp.any((vr[:, None] == vr[None, :]) & vv[:, None] & vv[None, :] & later, axis=1)
-    hits = [(STREAM_CONFLICT, lose, (sid[M:, None] + k[None, :]).reshape(-1))]
-    valid = valid.at[M:].set(valid[M:] & ~lose.reshape(-1, 4))
+    vs = jnp.where(due[M:] == c, sid[M:], -8)  # idle ALUs: a group no stream id can fall in
+    vw = width[M:]
+    n = vs.shape[0]
+    later = jnp.asarray(np.triu(np.ones((n, n), bool), k=1))  # [i, j]: j > i
+    mine = vs[:, None] + k[None, :]  # [n, 4]
+    held = (mine[:, :, None] >= vs[None, None, :]) & (mine[:, :, None] < (vs + vw)[None, None, :])  # [i, k, j]
+    lose = valid[M:] & jnp.any(held & later[:, None, :], axis=2)
+    hits = [(STREAM_CONFLICT, lose, mine)]
+    valid = valid.at[M:].set(valid[M:] & ~lose)
     rows = jnp.where(valid, rows, -1).reshape(-1)
     # Clear the entry slots in the same scatter, except where a result lands (it replaces the whole row anyway).
     edge = st.edge_rows(cfg, c)
-    edge = jnp.where(jnp.any(edge[:, None] == rows[None, :], axis=1), -1, edge)
+    pp = port_positions(cfg)
+    if (pp == 0).any() or (pp == cfg.n_positions - 1).any():  # static: only a port at an edge can collide
+        edge = jnp.where(jnp.any(edge[:, None] == rows[None, :], axis=1), -1, edge)
     L = cfg.n_lanes
     all_rows = jnp.concatenate([rows, edge])
     all_data = jnp.concatenate([data.reshape(-1, L), jnp.zeros((edge.shape[0], L), jnp.uint8)])

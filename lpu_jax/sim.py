@@ -68,7 +68,10 @@ TRACE_FIELDS = {
     "landed_width": lambda cfg, s, ev: ev["landed"]["width"],  # int32 [N]
     "landed_data": lambda cfg, s, ev: ev["landed"]["data"],  # uint8 [N, 4, L]
     "commit_addr": lambda cfg, s, ev: ev["commits"]["wr_addr"],  # int32 [M]: Write commits (-1: none)
-    "commit_lanes": lambda cfg, s, ev: ev["commits"]["sc_addr"],  # int32 [M, L]: Scatter commits per lane
+    # int32 [M, L]: Scatter commits per lane (-1: none); the ring slot of this cycle still holds them
+    "commit_lanes": lambda cfg, s, ev: jnp.where(
+        ev["commits"]["scatter"][:, None], s.inflight.sc_addr[(s.cycle - 1) % cfg.delay_slots], -1
+    ),
     "commit_data": lambda cfg, s, ev: ev["commits"]["data"],  # uint8 [M, L]
     "streams": lambda cfg, s, ev: stream_file(cfg, s),  # uint8 [2, P, S, L]
     "hazards": lambda cfg, s, ev: s.hazards.count,  # int32 [K]: running totals
@@ -125,13 +128,16 @@ def run(
     trace: tuple[str, ...] | list[str] = (),
     chunk: int = 256,
     unroll: int = 1,
+    donate: bool = False,
 ) -> tuple[MachineState, dict]:
     """Run `n_cycles` cycles from `state` (default: a fresh `init_state(cfg)`).
 
     Returns the final state and a dict {field: numpy array [n_cycles, ...]} for each requested trace field
     (`TRACE_FIELDS`). The scan is jitted per (config, program size class, scan length, fields): a second program
     of the same size class reuses the compiled code. The cycles run in scans of `chunk` cycles, then single
-    cycles for the remainder, so any n_cycles compiles at most two scan lengths. The input state is not modified.
+    cycles for the remainder, so any n_cycles compiles at most two scan lengths. The input state is left intact
+    (it is copied once) unless `donate=True`, which hands its buffers to the run (no copy of the SRAM; the input
+    state must not be used afterwards).
     """
     if not isinstance(n_cycles, (int, np.integer)) or n_cycles < 0:
         raise ValueError(f"n_cycles must be an int >= 0, got {n_cycles!r}")
@@ -140,7 +146,10 @@ def run(
     if bad:
         raise ValueError(f"unknown trace field {bad[0]!r}; known: {', '.join(TRACE_FIELDS)}")
     prog = _as_array(cfg, program)
-    state = init_state(cfg) if state is None else jax.tree.map(jnp.copy, state)
+    if state is None:
+        state = init_state(cfg)
+    elif not donate:
+        state = jax.tree.map(jnp.copy, state)
     parts: dict[str, list] = {f: [] for f in fields}
     for length in _pieces(int(n_cycles), chunk):
         state, ys = _scan(cfg, length, fields, unroll, state, prog)

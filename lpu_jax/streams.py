@@ -38,9 +38,10 @@ def edge_rows(cfg: ChipConfig, cycle: jnp.ndarray) -> jnp.ndarray:
 
 
 def read_rows(cfg: ChipConfig, streams: jnp.ndarray, rows: jnp.ndarray) -> jnp.ndarray:
-    """Gather flat ring rows: `rows` int32 [...] -> uint8 [..., L]. Rows out of range read 0."""
+    """Gather flat ring rows: `rows` int32 [...] -> uint8 [..., L]. Callers pass rows in range (`row_index` of a
+    valid stream id always is); an index out of range is clamped, never a per-byte select."""
     flat = streams.reshape(-1, cfg.n_lanes)
-    return flat.at[rows].get(mode="fill", fill_value=0)
+    return flat.at[rows].get(mode="clip")
 
 
 def write_rows(cfg: ChipConfig, streams: jnp.ndarray, rows: jnp.ndarray, data: jnp.ndarray) -> jnp.ndarray:

@@ -110,6 +110,36 @@ def _to_int(x: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
     )
 
 
+# Op classes: each is computed only in the cycles where some ALU runs one of its ops (a cond per class), so a
+# cycle costs what its ops need, not what the whole ISA could need.
+_CLASSES = {
+    "iarith": ("add", "sub", "mul", "min", "max", "neg", "abs", "relu"),  # on integer types
+    "bits": ("and", "or", "xor", "not", "shl", "shr", "shru"),
+    "move": ("eq", "ne", "lt", "le", "gt", "ge", "select", "mov"),  # any type: integer results or bit copies
+    "fadd": ("add", "sub", "neg", "abs", "relu"),  # on f16 / f32
+    "fmul": ("mul",),  # on f16 / f32
+    "fminmax": ("min", "max"),  # on f16 / f32
+    "convert": ("convert", "requant"),
+    "exp": ("exp",),
+    "tanh": ("tanh",),
+    "rsqrt": ("rsqrt",),
+    "recip": ("recip",),
+}
+
+
+def _class_of(op, is_f):
+    """Class index (position in _CLASSES) of every (op, is-float) pair: int32 [...]."""
+    cls = jnp.full(op.shape, -1, jnp.int32)
+    for k, (name, ops) in enumerate(_CLASSES.items()):
+        hit = jnp.isin(op, jnp.asarray([OPS[o] for o in ops]))
+        if name == "iarith":
+            hit &= ~is_f
+        elif name.startswith("f"):
+            hit &= is_f
+        cls = jnp.where((cls < 0) & hit, k, cls)
+    return cls
+
+
 def vxm_compute(op, t1, t2, a, b, c, active=None):
     """Element semantics of the VXM. op/t1/t2 int32 [A]; a/b/c raw little-endian uint32 bits [A, L].
 
@@ -118,92 +148,96 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
     if active is None:
         active = jnp.ones(op.shape, bool)
     t_out = jnp.where(op == OPS["convert"], t2, jnp.where(op == OPS["requant"], _I8, t1))
+    is_f1 = jnp.asarray(_FLOAT)[t1]
+    cls = jnp.where(active, _class_of(op, is_f1), -1)
+    uses = lambda *names: jnp.any(jnp.isin(cls, jnp.asarray([list(_CLASSES).index(n) for n in names])))  # noqa: E731
     any_f16_in = jnp.any(active & (t1 == _F16))
     any_f16_out = jnp.any(active & (t_out == _F16))
-    any_convert = jnp.any(active & ((op == OPS["convert"]) | (op == OPS["requant"])))
-    op, t1, t2, t_out = op[:, None], t1[:, None], t2[:, None], t_out[:, None]
-    ua, ia, fa = _decode(a, t1, any_f16_in)
-    ub, ib, fb = _decode(b, t1, any_f16_in)
-    uc = c & _mask(jnp.asarray(_W)[t1])
-    is_f = jnp.asarray(_FLOAT)[t1]
+    op, t1, t2, t_out, cls2 = op[:, None], t1[:, None], t2[:, None], t_out[:, None], cls[:, None]
     w = jnp.asarray(_W)[t1]
-    nb = (8 * w).astype(jnp.uint32)
-    amount = ub  # shift amount: B as unsigned
-
-    def pick(cases, default):
-        return jnp.select([op == OPS[k] for k in cases], [v for v in cases.values()], default)
-
-    # ---- integer results (bits, before masking to the output width)
-    shl = jnp.where(amount >= nb, 0, ua << jnp.minimum(amount, 31))
-    shru = jnp.where(amount >= nb, 0, ua >> jnp.minimum(amount, 31))
-    sar = jax.lax.bitcast_convert_type(ia >> jnp.minimum(amount, nb - 1).astype(jnp.int32), jnp.uint32)
-    cmp_i = {"eq": ia == ib, "ne": ia != ib, "lt": ia < ib, "le": ia <= ib, "gt": ia > ib, "ge": ia >= ib}
-    cmp_f = {"eq": fa == fb, "ne": ~(fa == fb), "lt": fa < fb, "le": fa <= fb, "gt": fa > fb, "ge": fa >= fb}
-    cmp = {k: jnp.where(is_f, cmp_f[k], cmp_i[k]).astype(jnp.uint32) for k in cmp_i}
+    is_f = jnp.asarray(_FLOAT)[t1]
     u32 = lambda v: jax.lax.bitcast_convert_type(v, jnp.uint32)  # noqa: E731
-    sat = u32(jnp.clip(ia, jnp.asarray(_INT_MIN)[t2], jnp.asarray(_INT_MAX)[t2]))
-    f2i = _maybe(any_convert, lambda fa, t2: u32(_to_int(fa, t2)), fa, t2)
-    int_bits = pick(
-        {
-            "add": u32(ia + ib),
-            "sub": u32(ia - ib),
-            "mul": u32(ia * ib),
-            "min": u32(jnp.minimum(ia, ib)),
-            "max": u32(jnp.maximum(ia, ib)),
-            "and": ua & ub,
-            "or": ua | ub,
-            "xor": ua ^ ub,
-            "shl": shl,
-            "shr": jnp.where(jnp.asarray(_SIGNED_INT)[t1], sar, shru),
-            "shru": shru,
-            **cmp,
-            "select": jnp.where(ua != 0, ub, uc),
-            "neg": u32(-ia),
-            "abs": u32(jnp.abs(ia)),
-            "relu": u32(jnp.maximum(ia, 0)),
-            "not": ~ua,
-            "mov": ua,
-            "convert": jnp.where(is_f, f2i, sat),
-        },
-        jnp.uint32(0),
-    )
-    # ---- float results (fp32 values; encoded to f16/f32 below)
-    act = active[:, None]
-    need = lambda name: jnp.any(act & (op == OPS[name]))  # noqa: E731
-    zero = jnp.zeros_like(fa)
-    # The transcendentals are costly: each runs only in the cycles that need it.
-    ex, th, rs, rc = (
-        jax.lax.cond(need(name), fn, lambda x: zero, fa)
-        for name, fn in (("exp", fm.exp_f32), ("tanh", fm.tanh_f32), ("rsqrt", fm.rsqrt_f32), ("recip", fm.recip_f32))
-    )
-    def requant(ia, b):
+
+    def pick(cases):
+        return jnp.select([op == OPS[k] for k in cases], list(cases.values()), jnp.uint32(0))
+
+    def ints(x):
+        """(bits masked to the width, the sign- or zero-extended int32 value) of raw bits x."""
+        u = x & _mask(w)
+        sh = (32 - 8 * w).astype(jnp.int32)
+        ui = jax.lax.bitcast_convert_type(u, jnp.int32)
+        return u, jnp.where(jnp.asarray(_SIGNED_INT)[t1], (ui << sh) >> sh, ui)
+
+    def floats(x):
+        """The flushed fp32 value of raw bits x of type t1 (f16 widened exactly)."""
+        return _decode(x, t1, any_f16_in)[2]
+
+    def iarith(a, b):
+        (_, ia), (_, ib) = ints(a), ints(b)
+        r = {"add": ia + ib, "sub": ia - ib, "mul": ia * ib, "min": jnp.minimum(ia, ib), "max": jnp.maximum(ia, ib)}
+        r |= {"neg": -ia, "abs": jnp.abs(ia), "relu": jnp.maximum(ia, 0)}
+        return pick({k: u32(v) for k, v in r.items()})
+
+    def bitops(a, b):
+        (ua, ia), (ub, _) = ints(a), ints(b)
+        nb = (8 * w).astype(jnp.uint32)
+        shl = jnp.where(ub >= nb, 0, ua << jnp.minimum(ub, 31))
+        shru = jnp.where(ub >= nb, 0, ua >> jnp.minimum(ub, 31))
+        sar = u32(ia >> jnp.minimum(ub, nb - 1).astype(jnp.int32))
+        r = {"and": ua & ub, "or": ua | ub, "xor": ua ^ ub, "not": ~ua, "shl": shl, "shru": shru}
+        return pick(r | {"shr": jnp.where(jnp.asarray(_SIGNED_INT)[t1], sar, shru)})
+
+    def move(a, b, c):
+        (ua, ia), (ub, ib), (uc, _) = ints(a), ints(b), ints(c)
+        fa, fb = floats(a), floats(b)
+        ci = {"eq": ia == ib, "ne": ia != ib, "lt": ia < ib, "le": ia <= ib, "gt": ia > ib, "ge": ia >= ib}
+        cf = {"eq": fa == fb, "ne": ~(fa == fb), "lt": fa < fb, "le": fa <= fb, "gt": fa > fb, "ge": fa >= fb}
+        r = {k: jnp.where(is_f, cf[k], ci[k]).astype(jnp.uint32) for k in ci}
+        return pick(r | {"select": jnp.where(ua != 0, ub, uc), "mov": ua})
+
+    def fadd(a, b):
+        fa, fb = floats(a), floats(b)
+        relu = jnp.where(jnp.isnan(fa) | (fa > 0), fa, jnp.float32(0))
+        r = {"add": fa + fb, "sub": fa - fb, "neg": -fa, "abs": jnp.abs(fa), "relu": relu}
+        fval = jnp.select([op == OPS[k] for k in r], list(r.values()), jnp.float32(0))
+        return _encode_float(fval, t_out, any_f16_out)
+
+    def fmul(a, b):
+        return _encode_float(fm.mul_f32(floats(a), floats(b)), t_out, any_f16_out)
+
+    def fminmax(a, b):
+        fa, fb = floats(a), floats(b)
+        return _encode_float(jnp.where(op == OPS["min"], fm.min_f32(fa, fb), fm.max_f32(fa, fb)), t_out, any_f16_out)
+
+    def convert(a, b):
+        _, ia = ints(a)
+        fa = floats(a)
+        sat = u32(jnp.clip(ia, jnp.asarray(_INT_MIN)[t2], jnp.asarray(_INT_MAX)[t2]))
+        to_int = jnp.where(is_f, u32(_to_int(fa, t2)), sat)
+        to_float = _encode_float(jnp.where(is_f, fa, ia.astype(jnp.float32)), t_out, any_f16_out)
+        conv = jnp.where(jnp.asarray(_FLOAT)[t2], to_float, to_int)
         scaled = fm.flush_f32(ia.astype(jnp.float32) * fm.flush_f32(jax.lax.bitcast_convert_type(b, jnp.float32)))
-        return u32(fm.f32_to_int(scaled, 8).astype(jnp.int32))
-    fval = pick(
-        {
-            "add": fa + fb,
-            "sub": fa - fb,
-            "mul": fm.mul_f32(fa, fb),
-            "min": fm.min_f32(fa, fb),
-            "max": fm.max_f32(fa, fb),
-            "neg": -fa,
-            "abs": jnp.abs(fa),
-            "relu": jnp.where(jnp.isnan(fa) | (fa > 0), fa, jnp.float32(0)),
-            "exp": ex,
-            "tanh": th,
-            "rsqrt": rs,
-            "recip": rc,
-            "convert": jnp.where(is_f, fa, ia.astype(jnp.float32)),
-        },
-        zero,
-    )
-    # Which result path applies.
-    float_ops = ("add", "sub", "mul", "min", "max", "neg", "abs", "relu", "exp", "tanh", "rsqrt", "recip")
-    float_path = (is_f & jnp.isin(op, jnp.asarray([OPS[k] for k in float_ops]))) | (
-        (op == OPS["convert"]) & jnp.asarray(_FLOAT)[t2]
-    )
-    int_bits = jnp.where(op == OPS["requant"], _maybe(any_convert, requant, ia, b), int_bits)
-    bits = jnp.where(float_path, _encode_float(fval, t_out, any_f16_out), int_bits)
+        return jnp.where(op == OPS["requant"], u32(fm.f32_to_int(scaled, 8).astype(jnp.int32)), conv)
+
+    def unary(fn):
+        return lambda a: _encode_float(fn(floats(a)), t_out, any_f16_out)
+
+    bodies = {
+        "iarith": (iarith, (a, b)),
+        "bits": (bitops, (a, b)),
+        "move": (move, (a, b, c)),
+        "fadd": (fadd, (a, b)),
+        "fmul": (fmul, (a, b)),
+        "fminmax": (fminmax, (a, b)),
+        "convert": (convert, (a, b)),
+        "exp": (unary(fm.exp_f32), (a,)),
+        "tanh": (unary(fm.tanh_f32), (a,)),
+        "rsqrt": (unary(fm.rsqrt_f32), (a,)),
+        "recip": (unary(fm.recip_f32), (a,)),
+    }
+    bits = jnp.zeros(a.shape, jnp.uint32)
+    for k, (name, (fn, args)) in enumerate(bodies.items()):
+        bits = jnp.where(cls2 == k, _maybe(uses(name), fn, *args), bits)
     return bits & _mask(jnp.asarray(_W)[t_out]), t_out[:, 0]
 
 
@@ -226,10 +260,11 @@ def vxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> dict:
     w_src = jnp.broadcast_to(jnp.where(op == OPS["requant"], 4, jnp.asarray(_W)[t1])[:, None], srcs.shape)
 
     def compute(streams):
-        # Rows of every source group; bytes beyond the group's width read as 0. Big-endian groups are reversed.
+        # Rows of every source group (big-endian groups reversed); bytes beyond the group's width are read but
+        # masked off by the decoding, so every row index can stay in range (min(sid, 2S - 1)).
         kk = k if cfg.group_byte_order == "little" else jnp.where(k < w_src[..., None], w_src[..., None] - 1 - k, k)
-        rows = st.row_index(cfg, srcs[..., None] + kk, pos, state.cycle)
-        got = st.read_rows(cfg, streams, jnp.where(k < w_src[..., None], rows, -1))  # [A, 3, 4, L]
+        sid = jnp.minimum(srcs[..., None] + kk, 2 * cfg.n_streams - 1)
+        got = st.read_rows(cfg, streams, st.row_index(cfg, sid, pos, state.cycle))  # [A, 3, 4, L]
         raw = _gather_bits(cfg, got)  # [A, 3, L]
         return vxm_compute(op, t1, t2, raw[:, 0], raw[:, 1], raw[:, 2], active)
 

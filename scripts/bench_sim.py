@@ -25,14 +25,14 @@ def bench(cfg: L.ChipConfig, cycles: int, chunk: int) -> dict:
     arr = L.encode(cfg, prog)
     state = L.init_state(cfg)
     t0 = time.perf_counter()
-    state, _ = L.run(cfg, arr, state, chunk, chunk=chunk)
+    state, _ = L.run(cfg, arr, state, chunk, chunk=chunk, donate=True)
     state.cycle.block_until_ready()
     compile_s = time.perf_counter() - t0
     best = float("inf")
     for _ in range(2):
         s = L.init_state(cfg)
         t0 = time.perf_counter()
-        s, _ = L.run(cfg, arr, s, cycles, chunk=chunk)
+        s, _ = L.run(cfg, arr, s, cycles, chunk=chunk, donate=True)
         s.cycle.block_until_ready()
         best = min(best, time.perf_counter() - t0)
     h = np.asarray(s.hazards.count)

@@ -30,8 +30,8 @@ def issued_at(trace: dict, cfg: L.ChipConfig, queue: str) -> list[tuple[int, int
     return [(c, int(r[0]), int(r[1])) for c, r in enumerate(rows) if r[0] != 0]
 
 
-TRACE = ("issued", "streams")
-"""The trace fields most tests record: one set, so the suite compiles the tiny simulator few times."""
+TRACE = tuple(L.TRACE_FIELDS)
+"""The trace fields most tests record (all of them): one set, so the suite compiles the tiny simulator few times."""
 
 
 def run_tiny(queues: dict, mem: np.ndarray | None = None, n: int = 16, cfg: L.ChipConfig = TINY):

@@ -38,12 +38,17 @@ def test_streamed_copy_w1_to_e1(seed, n):
     rows = rng.integers(0, 256, (n, NL), dtype=np.uint8)
     mem[mem_index(TINY, "W1"), :n] = rows
     rep = lambda ins: [ins] + ([Instruction("Repeat", (n - 1, 1, 1))] if n > 1 else [])  # noqa: E731
-    state, _ = run_tiny(
+    state, tr = run_tiny(
         {"MEM.W1": rep(Instruction("Read", (0, E(5)))), "MEM.E1": nop(6) + rep(Instruction("Write", (10, E(5))))},
         mem,
         n + 8,
     )
     np.testing.assert_array_equal(L.mem_image(TINY, state)[mem_index(TINY, "E1"), 10 : 10 + n], rows)
+    # Writes issued at 6 .. 6+n-1 commit at 7 .. 7+n-1 to rows 10 ..; the trace shows each commit once.
+    e1 = mem_index(TINY, "E1")
+    assert [(c, int(a)) for c, a in enumerate(tr["commit_addr"][:, e1]) if a >= 0] == [
+        (7 + i, 10 + i) for i in range(n)
+    ]
     assert not _hazards(state)[0].any()
 
 
@@ -99,9 +104,14 @@ def test_scatter_against_numpy(seed):
     # The data: W1 (pos 3) reads it onto E6 at 2: at pos 3 at 4, at W0 (pos 4) at 5. Scatter at 5 on W0.
     q["MEM.W1"] = nop(2) + [Instruction("Read", (3, E(6)))]
     q["MEM.W0"] = nop(5) + [Instruction("Scatter", (E(6), W(2)))]
-    state, _ = run_tiny(q, mem, 9)
+    state, tr = run_tiny(q, mem, 9)
     expect = before.copy()
     ok = addr < WORDS
+    # The commit is due at 5 + d(Scatter) = 7: the trace shows its lane addresses then, and no commit before.
+    w0 = mem_index(TINY, "W0")
+    np.testing.assert_array_equal(tr["commit_lanes"][7, w0], np.where(ok, addr, -1))
+    assert (tr["commit_lanes"][:7] == -1).all() and (tr["commit_addr"] == -1).all()
+    np.testing.assert_array_equal(tr["commit_data"][7, w0], data)
     expect[addr[ok], np.arange(NL)[ok]] = data[ok]
     np.testing.assert_array_equal(L.mem_image(TINY, state)[mem_index(TINY, "W0")], expect)
     assert _hazards(state)[0][HZ["address_range"]] == (0 if ok.all() else 1)

@@ -105,6 +105,13 @@ def test_runs_are_reproducible_and_the_input_state_is_untouched():
         np.testing.assert_array_equal(x, y)
 
 
+def test_donated_run_equals_copying_run():
+    prog, mem = _busy_program(7)
+    kept, _ = L.run(TINY, prog, L.init_state(TINY, mem), 9)
+    given, _ = L.run(TINY, prog, L.init_state(TINY, mem), 9, donate=True)
+    _assert_same(kept, given)
+
+
 def test_second_program_of_the_same_size_class_does_not_recompile():
     p1, mem = _busy_program(5)
     p2 = L.Program({"MEM.W1": [Instruction("Read", (3, E(1)))], "VXM.2": [Instruction("neg.i32", (W(4), W(0)))]})
