@@ -16,7 +16,7 @@ from .config import ChipConfig
 from .dtypes import pack_np
 from .isa import E, Instruction, Program, W
 
-__all__ = ["Built", "relu_fma", "mem_vxm_load"]
+__all__ = ["Built", "mem_vxm_load", "read_output", "relu_fma"]
 
 
 @dataclasses.dataclass(frozen=True)

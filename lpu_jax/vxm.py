@@ -74,17 +74,13 @@ def _maybe(pred, fn, *args):
     return jax.lax.cond(pred, fn, zeros, *args)
 
 
-def _decode(u: jnp.ndarray, t: jnp.ndarray, any_f16):
-    """Raw little-endian bits u uint32 [..] of type t [..] -> (bits masked, int value, float value)."""
-    w = jnp.asarray(_W)[t]
-    u = u & _mask(w)
-    sh = (32 - 8 * w).astype(jnp.int32)
-    ui = jax.lax.bitcast_convert_type(u, jnp.int32)
-    ival = jnp.where(jnp.asarray(_SIGNED_INT)[t], (ui << sh) >> sh, ui)
+def _float_value(u: jnp.ndarray, t: jnp.ndarray, any_f16) -> jnp.ndarray:
+    """Raw little-endian bits u uint32 [..] of a float type t [..] -> its flushed fp32 value (f16 widened exactly;
+    the f16 path runs only if `any_f16`)."""
+    u = u & _mask(jnp.asarray(_W)[t])
     f32 = jax.lax.bitcast_convert_type(u, jnp.float32)
     f16 = _maybe(any_f16, lambda v: fm.f16_to_f32(jax.lax.bitcast_convert_type(v.astype(jnp.uint16), jnp.float16)), u)
-    fval = fm.flush_f32(jnp.where(t == _F16, f16, f32))
-    return u, ival, fval
+    return fm.flush_f32(jnp.where(t == _F16, f16, f32))
 
 
 def _encode_float(x: jnp.ndarray, t: jnp.ndarray, any_f16) -> jnp.ndarray:
@@ -170,7 +166,7 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
 
     def floats(x):
         """The flushed fp32 value of raw bits x of type t1 (f16 widened exactly)."""
-        return _decode(x, t1, any_f16_in)[2]
+        return _float_value(x, t1, any_f16_in)
 
     def iarith(a, b):
         (_, ia), (_, ib) = ints(a), ints(b)
@@ -241,7 +237,7 @@ def vxm_compute(op, t1, t2, a, b, c, active=None):
     return bits & _mask(jnp.asarray(_W)[t_out]), t_out[:, 0]
 
 
-def _gather_bits(cfg: ChipConfig, rows4: jnp.ndarray) -> jnp.ndarray:
+def _gather_bits(rows4: jnp.ndarray) -> jnp.ndarray:
     """uint8 [..., 4, L] stream bytes (rows base..base+3) -> little-endian uint32 [..., L]."""
     r = rows4.astype(jnp.uint32)
     return r[..., 0, :] | (r[..., 1, :] << 8) | (r[..., 2, :] << 16) | (r[..., 3, :] << 24)
@@ -265,7 +261,7 @@ def vxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> dict:
         kk = k if cfg.group_byte_order == "little" else jnp.where(k < w_src[..., None], w_src[..., None] - 1 - k, k)
         sid = jnp.minimum(srcs[..., None] + kk, 2 * cfg.n_streams - 1)
         got = st.read_rows(cfg, streams, st.row_index(cfg, sid, pos, state.cycle))  # [A, 3, 4, L]
-        raw = _gather_bits(cfg, got)  # [A, 3, L]
+        raw = _gather_bits(got)  # [A, 3, L]
         return vxm_compute(op, t1, t2, raw[:, 0], raw[:, 1], raw[:, 2], active)
 
     # Under a cond: skipped in cycles with no ALU op, and materialised once (not re-fused into every output byte).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,8 +55,8 @@ def test_one_step_keeps_every_leaf_shape_and_dtype():
     prog, mem = _busy_program()
     s0 = L.init_state(TINY, mem)
     s1 = L.step(TINY, s0, prog)
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(s0), jax.tree.leaves(s1), strict=True):
-        assert a.shape == b.shape and a.dtype == b.dtype, jax.tree_util.keystr(path)
+    chex.assert_trees_all_equal_shapes_and_dtypes(s0, s1)
+    assert not any(x.weak_type for x in jax.tree.leaves(s1))  # no weakly typed leaves in the carry
     assert int(s1.cycle) == 1 and s1.cycle.dtype == jnp.int32
 
 
