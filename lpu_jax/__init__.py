@@ -4,7 +4,7 @@ Public API (everything else is internal):
   configuration   ChipConfig, ConfigError, groqchip1, tiny
   byte streams    DTYPES, pack, unpack, pack_np, unpack_np
   programs        Instruction, Program, ProgramError, Stream, E, W, encode, queue_names, parse, format_program
-  state           MachineState, init_state, mem_image, HAZARDS
+  state           MachineState, init_state, mem_image, HAZARDS, hazard_report
   simulator       step, run, is_idle, stream_file, TRACE_FIELDS
 """
 
@@ -13,7 +13,7 @@ from .config import ChipConfig, ConfigError, groqchip1, tiny
 from .dtypes import DTYPES, pack, pack_np, unpack, unpack_np
 from .isa import E, Instruction, Program, ProgramError, Stream, W, encode, queue_names
 from .sim import TRACE_FIELDS, is_idle, run, step, stream_file
-from .state import HAZARDS, MachineState, init_state, mem_image
+from .state import HAZARDS, MachineState, hazard_report, init_state, mem_image
 
 __all__ = [
     "DTYPES",
@@ -31,6 +31,7 @@ __all__ = [
     "encode",
     "format_program",
     "groqchip1",
+    "hazard_report",
     "init_state",
     "is_idle",
     "mem_image",

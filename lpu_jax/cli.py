@@ -15,7 +15,7 @@ def _demo(args) -> int:
     from .config import groqchip1
     from .programs import read_output, relu_fma
     from .sim import is_idle, run
-    from .state import init_state, mem_image
+    from .state import hazard_report, init_state, mem_image
 
     cfg = groqchip1()
     rng = np.random.default_rng(args.seed)
@@ -37,6 +37,8 @@ def _demo(args) -> int:
     print(f"  cycles       {cycles} (program finished: {idle})")
     print(f"  latency      {lat_us:.3f} us at {cfg.clock_hz / 1e6:.0f} MHz (incl. {cfg.stagger_cycles}-cycle stagger)")
     print(f"  hazards      {int(np.asarray(state.hazards.count).sum())}")
+    for line in hazard_report(cfg, state):
+        print(f"               {line}")
     print(f"  vs numpy     {'bit-exact' if ok else 'MISMATCH'} ({y.size} fp32 values)")
     print(f"  wall time    {wall:.2f} s (including compilation)")
     return 0 if ok and idle else 1

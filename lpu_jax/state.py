@@ -19,7 +19,7 @@ from flax import struct
 from .config import ChipConfig
 from .isa import N_FIELDS, queue_names
 
-__all__ = ["HAZARDS", "Hazards", "InFlight", "MachineState", "QueueState", "init_state", "NEVER"]
+__all__ = ["HAZARDS", "Hazards", "InFlight", "MachineState", "QueueState", "hazard_report", "init_state", "NEVER"]
 
 NEVER = np.int32(2**31 - 1)
 """Timer value of a queue that will not issue again by itself (halted, or parked by Sync)."""
@@ -176,3 +176,32 @@ def record_hazards(h: Hazards, hits: list[tuple[int, jnp.ndarray, jnp.ndarray]],
 def mem_image(cfg: ChipConfig, state: MachineState) -> np.ndarray:
     """SRAM as an address-linear numpy array uint8 [M, mem_words, L]."""
     return np.asarray(state.mem).reshape(cfg.n_mem, cfg.mem_words, cfg.n_lanes)
+
+
+def hazard_report(cfg: ChipConfig, state: MachineState) -> list[str]:
+    """One line per kind of hazard seen: how many, and the cycle and place of the first, in words.
+
+    For example `bank_conflict: 3 (first at cycle 18211, MEM slice W17, bank 1)`. Empty if none was seen.
+    """
+    from .pipeline import port_positions
+
+    count = np.asarray(state.hazards.count)
+    cyc = np.asarray(state.hazards.first_cycle)
+    where = np.asarray(state.hazards.first_where)
+    S = cfg.n_streams
+    lines = []
+    for k, kind in enumerate(HAZARDS):
+        if not count[k]:
+            continue
+        w = int(where[k])
+        if kind == "bank_conflict":
+            place = f"MEM slice {cfg.mem_names[w // 2]}, bank {w % 2}"
+        elif kind == "address_range":
+            place = f"MEM slice {cfg.mem_names[w]}"
+        elif kind == "port_conflict":
+            port = f"MEM slice {cfg.mem_names[w]}" if w < cfg.n_mem else f"VXM ALU {w - cfg.n_mem}"
+            place = f"{port} (position {int(port_positions(cfg)[w])})"
+        else:
+            place = f"stream {'EW'[w // S]}{w % S} at the VXM (position {int(cfg.positions[cfg.vxm_slice])})"
+        lines.append(f"{kind}: {int(count[k])} (first at cycle {int(cyc[k])}, {place})")
+    return lines

@@ -138,6 +138,16 @@ def test_bank_conflict_counted_with_cycle_and_place():
     assert first_where[k] == mem_index(TINY, "W0") * 2 + 1
 
 
+def test_hazard_report_in_words():
+    q = {"MEM.W0": nop(1) + [Instruction("Write", (40, E(7))), Instruction("Read", (33, E(1)))]}
+    state, _ = run_tiny(q, None, 5)
+    assert L.hazard_report(TINY, state) == ["bank_conflict: 1 (first at cycle 2, MEM slice W0, bank 1)"]
+    q = {"VXM.0": [Instruction("mov.i8", (E(3), E(0)))], "VXM.2": [Instruction("mov.i8", (E(3), E(1)))]}
+    state, _ = run_tiny(q, None, 4)
+    assert L.hazard_report(TINY, state) == ["stream_conflict: 1 (first at cycle 1, stream E3 at the VXM (position 5))"]
+    assert L.hazard_report(TINY, run_tiny({}, None, 2)[0]) == []
+
+
 def test_port_conflict_two_results_due_in_one_cycle():
     # Gather at 0 (due 3) and Read at 1 (due 3) on W0: one output port, one cycle. The later issue wins.
     mem = blank_mem(TINY)
