@@ -52,12 +52,14 @@ def test_streamed_copy_w1_to_e1(seed, n):
     assert not _hazards(state)[0].any()
 
 
-def _map_program():
-    """Put a uint16 lane-address map on the 2-stream group W2/W3 at W0 (pos 4) at cycle 5.
+def _map_program(mem: np.ndarray, addr: np.ndarray) -> dict:
+    """Put the uint16 lane addresses `addr` on the 2-stream group W2/W3 at W0 (pos 4) at cycle 5.
 
     E0 (pos 6) reads the low bytes onto W2 at 1: at pos 6 at 3, at pos 4 at 5. E1 (pos 7) reads the high bytes
     onto W3 at 0: at pos 7 at 2, at pos 4 at 5.
     """
+    mem[mem_index(TINY, "E0"), 0] = (addr & 0xFF).astype(np.uint8)
+    mem[mem_index(TINY, "E1"), 0] = (addr >> 8).astype(np.uint8)
     return {
         "MEM.E0": nop(1) + [Instruction("Read", (0, W(2)))],
         "MEM.E1": [Instruction("Read", (0, W(3)))],
@@ -72,9 +74,7 @@ def test_gather_against_numpy(seed):
     table = rng.integers(0, 256, (WORDS, NL), dtype=np.uint8)
     addr = rng.integers(0, WORDS + 40, NL)  # some lanes out of range
     mem[mem_index(TINY, "W0")] = table
-    mem[mem_index(TINY, "E0"), 0] = (addr & 0xFF).astype(np.uint8)
-    mem[mem_index(TINY, "E1"), 0] = (addr >> 8).astype(np.uint8)
-    q = _map_program()
+    q = _map_program(mem, addr)
     # Gather at 5 on W0 onto E0: lands at pos 4 at 5 + 3 = 8, reaches E1 (pos 7) at 11; E1 writes it to row 9.
     q["MEM.W0"] = nop(5) + [Instruction("Gather", (E(0), W(2)))]
     q["MEM.E1"] = q["MEM.E1"] + nop(10) + [Instruction("Write", (9, E(0)))]
@@ -97,10 +97,8 @@ def test_scatter_against_numpy(seed):
     addr = rng.integers(0, WORDS + 40, NL)
     data = rng.integers(0, 256, NL, dtype=np.uint8)
     mem[mem_index(TINY, "W0")] = before
-    mem[mem_index(TINY, "E0"), 0] = (addr & 0xFF).astype(np.uint8)
-    mem[mem_index(TINY, "E1"), 0] = (addr >> 8).astype(np.uint8)
     mem[mem_index(TINY, "W1"), 3] = data
-    q = _map_program()
+    q = _map_program(mem, addr)
     # The data: W1 (pos 3) reads it onto E6 at 2: at pos 3 at 4, at W0 (pos 4) at 5. Scatter at 5 on W0.
     q["MEM.W1"] = nop(2) + [Instruction("Read", (3, E(6)))]
     q["MEM.W0"] = nop(5) + [Instruction("Scatter", (E(6), W(2)))]
