@@ -61,10 +61,12 @@ def relu_fma(cfg: ChipConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> Bu
         raise ValueError(f"relu_fma: a, b, c must all be float32 [n, {cfg.n_lanes}], got {a.shape} {b.shape} {c.shape}")
     if n < 1:
         raise ValueError(f"relu_fma needs at least one vector, got {n}")
-    if cfg.mem_per_hemisphere < 12 or cfg.n_streams < 16 or cfg.vxm_alus < 3 or n > cfg.mem_words:
+    if n > cfg.mem_words:
+        raise ValueError(f"relu_fma: {n} vectors do not fit in a MEM slice of {cfg.mem_words} words")
+    if cfg.mem_per_hemisphere < 12 or cfg.n_streams < 16 or cfg.vxm_alus < 3:
         raise ValueError(
-            f"relu_fma needs >= 12 MEM slices per hemisphere, >= 16 streams, >= 3 VXM ALUs and n <= mem_words; "
-            f"{cfg.name} has {cfg.mem_per_hemisphere}, {cfg.n_streams}, {cfg.vxm_alus}, {cfg.mem_words}"
+            f"relu_fma needs >= 12 MEM slices per hemisphere, >= 16 streams and >= 3 VXM ALUs; "
+            f"{cfg.name} has {cfg.mem_per_hemisphere}, {cfg.n_streams} and {cfg.vxm_alus}"
         )
     dR, dW, dF = cfg.delay("Read"), cfg.delay("Write"), cfg.delay("vxm.float")
     v = int(cfg.positions[cfg.vxm_slice])

@@ -74,6 +74,11 @@ def test_cli_bad_input_exits_non_zero_with_one_line(capsys):
     assert main(["demo", "--vectors", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["lpu-jax demo: error: relu_fma needs at least one vector, got 0"]
+    assert main(["demo", "--vectors", "9000"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "lpu-jax demo: error: relu_fma: 9000 vectors do not fit in a MEM slice of 8192 words"
+    )
     with pytest.raises(SystemExit) as e:
         main(["frobnicate"])
     assert e.value.code == 2
