@@ -51,10 +51,10 @@ def _step(cfg: ChipConfig, state: MachineState, program: jnp.ndarray) -> tuple[M
     return state, {"issued": issued, "landed": landed, "commits": commits}
 
 
-def stream_file(cfg: ChipConfig, state: MachineState, cycle=None) -> jnp.ndarray:
-    """Stream registers by position, uint8 [2, P, S, L], as they were during `cycle` (default: state.cycle - 1,
-    the cycle just run; a ring slot keeps its value until overwritten or cleared)."""
-    c = state.cycle - 1 if cycle is None else cycle
+def stream_file(cfg: ChipConfig, state: MachineState) -> jnp.ndarray:
+    """Stream registers by position, uint8 [2, P, S, L] ([dir, position, stream, lane]), as they were during the
+    cycle just run (state.cycle - 1), after that cycle's results landed."""
+    c = state.cycle - 1
     P = cfg.n_positions
     p = jnp.arange(P)
     return jnp.stack([state.streams[0, (p - c) % P], state.streams[1, (p + c) % P]])
