@@ -82,7 +82,6 @@ VXM_OPS: dict[str, tuple[int, int, tuple[str, ...]]] = {
     "convert": (27, 1, _ALL),  # convert.FROM.TO
     "requant": (28, 2, ("i32",)),  # requant.i32 D(i8), A(i32), B(f32 scale)
 }
-VXM_BY_INDEX = {v[0]: k for k, v in VXM_OPS.items()}
 TRANSCENDENTAL = ("exp", "tanh", "rsqrt", "recip")
 
 
@@ -115,7 +114,6 @@ _OPCODE = {
     "Gather": GATHER,
     "Scatter": SCATTER,
 }
-MNEMONIC_BY_OPCODE = {v: k for k, v in _OPCODE.items()}
 
 
 class Stream(NamedTuple):

@@ -43,9 +43,7 @@ __all__ = ["vxm_compute", "vxm_step", "delay_table"]
 _W = np.array([d.width for d in DTYPES], np.int32)
 _SIGNED_INT = np.array([(not d.is_float) and d.is_signed for d in DTYPES])
 _FLOAT = np.array([d.is_float for d in DTYPES])
-_F16, _F32, _I8, _U8, _I16, _I32 = (
-    next(d.code for d in DTYPES if d.name == n) for n in ("f16", "f32", "i8", "u8", "i16", "i32")
-)
+_F16, _I8, _U8, _I16 = (next(d.code for d in DTYPES if d.name == n) for n in ("f16", "i8", "u8", "i16"))
 _INT_MIN = np.array([0 if d.is_float else np.iinfo(d.np_dtype).min for d in DTYPES], np.int32)
 _INT_MAX = np.array([0 if d.is_float else np.iinfo(d.np_dtype).max for d in DTYPES], np.int32)
 OPS = {k: v[0] for k, v in isa.VXM_OPS.items()}

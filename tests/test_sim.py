@@ -149,3 +149,39 @@ def test_stream_file_matches_ring_layout():
     f = np.asarray(L.stream_file(TINY, s))
     where = sorted({(d, p, k) for d, p, k, _ in zip(*np.nonzero(f))})
     assert where == [(0, 3, 2)]
+
+
+def test_big_endian_stream_groups_end_to_end():
+    # add.i32 x + x on a chip whose stream groups carry the most significant byte on the base stream (numpy's
+    # pack_np gives the planes). Four west slices W0..W3 (positions v-1..v-4) each read one plane onto E4..E7,
+    # timed so that all four reach the VXM (position v) at cycle 6; the sum lands on E0..E3 at 7 and slice E(k)
+    # (position v+1+k) writes stream E(k) at 8 + k.
+    cfg = L.ChipConfig(
+        name="be",
+        n_superlanes=2,
+        floorplan=standard_floorplan(4),
+        n_streams=8,
+        mem_words=16,
+        vxm_alus=2,
+        group_byte_order="big",
+    )
+    rng = np.random.default_rng(8)
+    x = rng.integers(-(2**31), 2**31, cfg.n_lanes, dtype=np.int64).astype(np.int32)
+    planes = L.pack_np(x, "i32", "big")  # row k rides on stream E4 + k
+    mem = np.zeros((cfg.n_mem, cfg.mem_words, cfg.n_lanes), np.uint8)
+    v = int(cfg.positions[cfg.vxm_slice])
+    assert [int(cfg.positions[cfg.mem_slices[mem_index(cfg, f"W{k}")]]) for k in range(4)] == [
+        v - 1 - k for k in range(4)
+    ]
+    q = {}
+    for k in range(4):  # W(k) at position v - 1 - k reads plane k onto E(4 + k), arriving at the VXM at 2 + 4 = 6
+        m = mem_index(cfg, f"W{k}")
+        mem[m, 0] = planes[k]
+        q[f"MEM.W{k}"] = ([Instruction("NOP", (3 - k,))] if k < 3 else []) + [Instruction("Read", (0, E(4 + k)))]
+    q["VXM.0"] = [Instruction("NOP", (6,)), Instruction("add.i32", (E(0), E(4), E(4)))]  # lands at 7 on E0..E3
+    for k in range(4):  # E(k) at position v + 1 + k sees it at 7 + 1 + k
+        q[f"MEM.E{k}"] = [Instruction("NOP", (8 + k,)), Instruction("Write", (1, E(k)))]
+    state, _ = L.run(cfg, L.Program(q), L.init_state(cfg, mem), 14)
+    img = L.mem_image(cfg, state)
+    got = L.unpack_np(np.stack([img[mem_index(cfg, f"E{k}"), 1] for k in range(4)]), "i32", "big")
+    np.testing.assert_array_equal(got, (x.astype(np.int64) * 2).astype(np.int32))
