@@ -10,9 +10,12 @@ Grammar (EBNF; docs/assembly.md has the long form)::
     operand     = INT | STREAM ;
     INT         = [ "-" | "+" ] ( decimal | "0x" hex ) ;
     STREAM      = ( "E" | "W" ) decimal ;                 (* eastward / westward stream index *)
-    QUEUE       = "MEM." ( "W" | "E" ) number | "VXM." number ;
+    QUEUE       = "MEM." ( "W" | "E" ) number | "VXM." number | "MXM." number "." ( "W" | "A" | "C" )
+                | "SXM." ( "W" | "E" | "S" number ) "." number ;
     MNEMONIC    = "NOP" | "Repeat" | "Sync" | "Notify" | "Read" | "Write" | "Gather" | "Scatter"
-                | OP "." TYPE | "convert." TYPE "." TYPE | "requant.i32" ;
+                | "LW" | "IW" | "ABC.i8" | "ABC.f16" | "ACC.i32" | "ACC.f32"
+                | "Shift.up" | "Shift.down" | "Rotate.up" | "Rotate.down" | "Permute" | "Distribute"
+                | "Transpose.sg16" | OP "." TYPE | "convert." TYPE "." TYPE | "requant.i32" ;
 
 Whitespace (spaces, tabs) is free between tokens; blank and comment-only lines are allowed. Mnemonics and
 stream letters are case-sensitive. `.queue NAME` sends the following instructions to queue NAME; naming a queue
@@ -41,10 +44,11 @@ __all__ = ["format_program", "parse"]
 
 _INT_RE = re.compile(r"[+-]?(?:0x[0-9A-Fa-f]+|[0-9]+)")
 _STREAM_RE = re.compile(r"([EW])([0-9]+)")
-_QUEUE_RE = re.compile(r"MEM\.[EW](?:0|[1-9][0-9]*)|VXM\.(?:0|[1-9][0-9]*)")
+_N = r"(?:0|[1-9][0-9]*)"
+_QUEUE_RE = re.compile(rf"MEM\.[EW]{_N}|VXM\.{_N}|MXM\.{_N}\.[WAC]|SXM\.(?:W|E|S{_N})\.{_N}")
 _DTYPE_NAMES = tuple(d.name for d in DTYPES)
 _DIRECTIVES = (".queue",)
-_INT_KINDS = {"addr": "an address", "count": "a count", "int": "an integer"}
+_INT_KINDS = {k: "an integer" for k in isa.INT_KINDS} | {"addr": "an address", "count": "a count"}
 
 
 def _mnemonic_problem(m: str) -> str | None:
@@ -65,7 +69,10 @@ def _mnemonic_problem(m: str) -> str | None:
     if head in isa.VXM_OPS:
         form = {"convert": "convert.FROM.TO", "requant": "requant.i32"}.get(head, f"{head}.TYPE")
         return f"unknown mnemonic {m!r}: write it as {form}"
-    low = {k.lower(): k for k in (*isa.ICU_SIGS, *isa.MEM_SIGS)}
+    low = {k.lower(): k for k in (*isa.ICU_SIGS, *isa.MEM_SIGS, *isa.MXM_SIGS, *isa.SXM_SIGS)}
+    fam = [k for k in (*isa.MXM_SIGS, *isa.SXM_SIGS) if k.split(".")[0] == head]
+    if fam and m not in fam:
+        return f"unknown mnemonic {m!r} (the {head} forms are {', '.join(fam)})"
     hint = f" (mnemonics are case-sensitive: did you mean {low[m.lower()]}?)" if m.lower() in low else ""
     return f"unknown mnemonic {m!r}{hint}"
 
@@ -130,7 +137,9 @@ def parse(text: str, cfg: ChipConfig | None = None) -> isa.Program:
                 raise _syntax(lineno, hcol, ".queue needs a queue name, like MEM.W0 or VXM.0")
             name, ncol = toks[1]
             if not _QUEUE_RE.fullmatch(name):
-                raise _syntax(lineno, ncol, f"bad queue name {name!r} (queues look like MEM.W17, MEM.E0, VXM.3)")
+                raise _syntax(
+                    lineno, ncol, f"bad queue name {name!r} (queues look like MEM.W17, MEM.E0, VXM.3, MXM.0.W, SXM.E.1)"
+                )
             if known is not None and name not in known:
                 ex = ", ".join(isa.queue_names(cfg)[:3])
                 raise _syntax(

@@ -38,6 +38,10 @@ class ConfigError(ValueError):
 # the stream one pipeline stage after the access); MEM write commit 1; indirect accesses one cycle more for the
 # address crossbar; VXM integer/bitwise 1, float add/mul 2, conversions 2, requantisation 3 (a convert, a multiply
 # and a convert chained on the 4x4 ALU mesh), transcendentals 6; Notify's release reaches every queue after 1.
+# MXM (docs/mxm.md): IW's install takes effect 2 cycles after issue; ABC's dot product reaches the accumulators 4
+# cycles after the activation enters (plus the cross-superlane reduction, n_superlanes - 1 cycles, added by the
+# model); ACC's accumulate-and-emit takes 1. SXM (docs/sxm.md): shifts/rotates 2, distribute 2, permute 3 (a full
+# crossbar), transpose 3; moves toward lower superlanes add the stagger they cross.
 DEFAULT_DELAYS: tuple[tuple[str, int], ...] = (
     ("Read", 2),
     ("Write", 1),
@@ -49,6 +53,13 @@ DEFAULT_DELAYS: tuple[tuple[str, int], ...] = (
     ("vxm.convert", 2),
     ("vxm.requant", 3),
     ("vxm.transcendental", 6),
+    ("mxm.iw", 2),
+    ("mxm.abc", 4),
+    ("mxm.acc", 1),
+    ("sxm.shift", 2),
+    ("sxm.distribute", 2),
+    ("sxm.permute", 3),
+    ("sxm.transpose", 3),
 )
 
 KINDS = ("MEM", "VXM", "SXM", "MXM")
@@ -102,8 +113,15 @@ class ChipConfig:
     """[A] Superlane stagger N of P20's T = N + d_func + delta. The model keeps vectors in superlane-0 time
     (exact for lane-local work: superlane k always runs k cycles later) and adds N once to every reported
     end-to-end latency."""
-    max_delay_slots: int = 16
-    """Depth of the in-flight result ring in each unit (must exceed every delay)."""
+    mxm_acc_rows: int = 320
+    """[A] Accumulator rows per MXM plane (int32/fp32 vectors of n_lanes). The public record gives the MXM's
+    accumulate instruction but not the buffer depth; 320 (one plane's worth of rows) lets a GEMM keep a 320-row
+    block of partial sums in the plane across every K tile."""
+    sxm_units: int = 4
+    """[A] SXM units (one ICU queue each) per SXM slice; each runs one shift/rotate/permute/distribute/transpose per
+    cycle. P20 counts 28 SXM queues in all; how they map to units is not public."""
+    max_delay_slots: int = 32
+    """Depth of the in-flight result rings (must exceed every delay, including the cross-superlane terms)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -165,6 +183,16 @@ class ChipConfig:
             f"must be 'little' or 'big', got {self.group_byte_order!r}",
         )
         need(isinstance(self.stagger_cycles, int) and self.stagger_cycles >= 0, "stagger_cycles", "must be an int >= 0")
+        need(isinstance(self.mxm_acc_rows, int) and self.mxm_acc_rows >= 1, "mxm_acc_rows", "must be an int >= 1")
+        need(isinstance(self.sxm_units, int) and self.sxm_units >= 1, "sxm_units", "must be an int >= 1")
+        cross = self.n_superlanes - 1
+        for n in ("mxm.abc", "sxm.shift", "sxm.permute"):
+            d = dict(self.delays)[n] + cross
+            need(
+                d < self.max_delay_slots,
+                "max_delay_slots",
+                f"must exceed {n} plus the cross-superlane term ({d}), got {self.max_delay_slots}",
+            )
 
     # ------------------------------------------------------------------ derived geometry
     def replace(self, **kw) -> ChipConfig:
@@ -209,6 +237,37 @@ class ChipConfig:
         return self.floorplan.index("VXM")
 
     @cached_property
+    def mxm_slices(self) -> np.ndarray:
+        """Slice index of each MXM plane, west to east, int32 [n_planes] (P20: one 320 x 320 plane per MXM slice)."""
+        return np.asarray([i for i, k in enumerate(self.floorplan) if k == "MXM"], np.int32)
+
+    @property
+    def n_planes(self) -> int:
+        """MXM planes (P20: 4). Each is an n_lanes x n_lanes array of MACs."""
+        return len(self.mxm_slices)
+
+    def plane_in_dir(self, p: int) -> int:
+        """Direction (0 east, 1 west) of the streams that bring plane p its weights and activations: a plane west
+        of the VXM is fed by westward streams and sends its results east, and the reverse in the east."""
+        return 1 if self.mxm_slices[p] < self.vxm_slice else 0
+
+    @cached_property
+    def sxm_slices(self) -> np.ndarray:
+        """Slice index of each SXM slice, west to east, int32 [n_sxm]."""
+        return np.asarray([i for i, k in enumerate(self.floorplan) if k == "SXM"], np.int32)
+
+    @property
+    def n_sxm_units(self) -> int:
+        return len(self.sxm_slices) * self.sxm_units
+
+    @property
+    def sxm_names(self) -> tuple[str, ...]:
+        """Name of each SXM slice west to east: "W", "E" for the standard floorplan (else "S0", "S1", ...)."""
+        if len(self.sxm_slices) == 2 and self.sxm_slices[0] < self.vxm_slice < self.sxm_slices[1]:
+            return ("W", "E")
+        return tuple(f"S{i}" for i in range(len(self.sxm_slices)))
+
+    @cached_property
     def mem_names(self) -> tuple[str, ...]:
         """Name of each MEM slice, west to east: W{h-1} .. W0, E0 .. E{h-1} (numbered outward from the VXM)."""
         h = self.mem_per_hemisphere
@@ -244,13 +303,16 @@ def groqchip1() -> ChipConfig:
 
 
 def tiny() -> ChipConfig:
-    """Same floorplan shape, scaled down for fast tests: 2x16 lanes, 8+8 streams, 2+2 MEM slices, 4 ALUs."""
+    """Same floorplan shape, scaled down for fast tests: 2x16 lanes, 16+16 streams, 2+2 MEM slices of 512 words,
+    4 ALUs, 4 MXM planes of 32 x 32 with 32 accumulator rows, 2 SXM units per SXM slice."""
     return ChipConfig(
         name="tiny",
         n_superlanes=2,
-        n_streams=8,
+        n_streams=16,
         floorplan=standard_floorplan(2),
-        mem_words=64,
+        mem_words=512,
         vxm_alus=4,
         stagger_cycles=2,
+        mxm_acc_rows=32,
+        sxm_units=2,
     )

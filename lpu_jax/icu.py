@@ -2,7 +2,8 @@
 
 Every queue issues at most one instruction per cycle, strictly in program order. An instruction *occupies* its
 queue for a number of cycles; the queue's next instruction issues when that time is up:
-  * a unit instruction (MEM, VXM): issues at its cycle t and occupies 1 cycle (next issue t+1);
+  * a unit instruction (MEM, VXM, MXM, SXM): issues at its cycle t and occupies 1 cycle (next issue t+1), except
+    `ABC.f16`, which occupies 2 (`isa.occupancy`: an fp16 sub-op takes its plane two cycles);
   * `NOP n` (n >= 1): issues nothing and occupies n cycles (next issue t+n);
   * `Repeat n, d, s` (n, d >= 1) [A]: re-issues the queue's most recent unit instruction n times, at cycles
     t, t+d, ..., t+(n-1)d, each time with its address advanced by s (Read/Write only; the advance accumulates
@@ -23,7 +24,10 @@ import jax.numpy as jnp
 
 from . import isa
 from .config import ChipConfig
+from .dtypes import dtype_by_name
 from .state import NEVER, QueueState
+
+_F16 = dtype_by_name("f16").code
 
 __all__ = ["icu_step"]
 
@@ -48,7 +52,7 @@ def icu_step(
 
     # The repeated row: the last unit instruction with its address (field 1 of Read/Write) advanced.
     stride = jnp.where(f_repeat, cur[:, 3], q.rep_stride)
-    strided = (q.last[:, 0] == isa.READ) | (q.last[:, 0] == isa.WRITE)
+    strided = jnp.isin(q.last[:, 0], jnp.asarray(isa.STRIDED))
     rep_row = q.last.at[:, 1].add(jnp.where(strided, stride, 0))
     again = repeating | f_repeat
     issued = jnp.where(again[:, None], rep_row, jnp.where(f_unit[:, None], cur, 0))
@@ -58,7 +62,8 @@ def icu_step(
     rep_left = jnp.where(f_repeat, cur[:, 1] - 1, jnp.where(repeating, q.rep_left - 1, q.rep_left))
     nxt = q.next_cycle
     nxt = jnp.where(again, cycle + rep_d, nxt)
-    nxt = jnp.where(f_unit | f_notify, cycle + 1, nxt)
+    occupy = jnp.where((op == isa.ABC) & (cur[:, 4] == _F16), 2, 1)
+    nxt = jnp.where(f_unit | f_notify, cycle + occupy, nxt)
     nxt = jnp.where(f_nop, cycle + cur[:, 1], nxt)
     nxt = jnp.where(f_sync | f_halt, NEVER, nxt)
     parked = q.parked | f_sync

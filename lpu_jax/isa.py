@@ -13,7 +13,16 @@ Array encoding (what the jitted simulator reads): every instruction is one row o
         Write a, S       [17, a, S]
         Gather S, M      [18, 0, S, M]       (M: base of a 2-stream uint16 address group)
         Scatter S, M     [19, 0, S, M]
+  MXM   LW r, S, n           [20, r, S, n]       (weight-buffer rows r..r+n-1 <- streams S..S+n-1)
+        IW                   [21]
+        ABC.T S[, h]         [22, 0, S, h, T]    (T: i8 or f16; h: the f16 half)
+        ACC.T a, m, D        [23, a, D, m, T]    (T: i32 or f32; a: accumulator row; m: mode bits)
+  SXM   Shift.up D, A, n     [24, 0, D, A, n]    (Shift.down 25, Rotate.up 26, Rotate.down 27)
+        Permute D, A, M      [28, 0, D, A, M]    (M: 2-stream uint16 lane map)
+        Distribute D, A, M   [29, 0, D, A, M]    (M: 1-stream lane map)
+        Transpose.sg16 D, A  [30, 0, D, A]       (16-stream groups)
   VXM   op.T D, A[, B[, C]]      [32 + op, T, T2, D, A, B, C]   (T, T2: dtype codes, dtypes.DTYPES)
+Field 1 is the one a `Repeat` stride advances (Read/Write address, LW row, ACC accumulator row).
   opcode 0 is HALT: the padding after a queue's last instruction.
 A program is `int32 [n_queues, L, N_FIELDS]`, L a power of two >= 8 (a size class: programs of one class share
 one compiled simulator).
@@ -45,7 +54,11 @@ N_FIELDS = 8
 # --------------------------------------------------------------------------- opcodes (stable numbers)
 HALT, NOP, REPEAT, SYNC, NOTIFY = 0, 1, 2, 3, 4
 READ, WRITE, GATHER, SCATTER = 16, 17, 18, 19
+LW, IW, ABC, ACC = 20, 21, 22, 23
+SHIFT_UP, SHIFT_DOWN, ROTATE_UP, ROTATE_DOWN, PERMUTE, DISTRIBUTE, TRANSPOSE = 24, 25, 26, 27, 28, 29, 30
 VXM_BASE = 32
+STRIDED = (READ, WRITE, LW, ACC)
+"""Opcodes whose field 1 (operand 0) a Repeat stride advances."""
 
 # VXM operations: name -> (index, arity, allowed dtypes). Index is stable: opcode = 32 + index.
 _INT = ("i8", "u8", "i16", "i32")
@@ -96,13 +109,39 @@ def vxm_delay_class(op: str, dtype: str) -> str:
     return "vxm.float" if dtype in _FLT else "vxm.int"
 
 
-# Operand kinds: "addr" (MEM address), "count" (>= 1), "int" (any int), "stream", "group2" (2-stream group).
+# Operand kinds: "addr" (MEM address), "count" (>= 1), "int" (any int), "stream", "group2" / "group4" /
+# "group16" (aligned stream groups), "row" (weight-buffer row), "acc" (accumulator row), "mode" (ACC mode bits
+# 0..3), "half" (0 or 1), "lanes" (a lane count 0..n_lanes-1).
+INT_KINDS = ("addr", "count", "int", "row", "acc", "mode", "half", "lanes")
+GROUP_WIDTH = {"stream": 1, "group2": 2, "group4": 4, "group16": 16}
 ICU_SIGS = {"NOP": ("count",), "Repeat": ("count", "count", "int"), "Sync": (), "Notify": ()}
 MEM_SIGS = {
     "Read": ("addr", "stream"),
     "Write": ("addr", "stream"),
     "Gather": ("stream", "group2"),
     "Scatter": ("stream", "group2"),
+}
+MXM_SIGS = {
+    "LW": ("row", "stream", "count"),
+    "IW": (),
+    "ABC.i8": ("stream",),
+    "ABC.f16": ("group2", "half"),
+    "ACC.i32": ("acc", "mode", "group4"),
+    "ACC.f32": ("acc", "mode", "group4"),
+}
+MXM_ROLE = {"LW": "W", "IW": "W", "ABC.i8": "A", "ABC.f16": "A", "ACC.i32": "C", "ACC.f32": "C"}
+"""Which of a plane's three queues runs each MXM instruction: W (weights), A (activations), C (accumulators)."""
+ACC_ADD, ACC_EMIT = 1, 2
+"""ACC mode bits: ACC_ADD adds the product to the accumulator row (else the row starts from the product);
+ACC_EMIT puts the new row value onto the destination group."""
+SXM_SIGS = {
+    "Shift.up": ("stream", "stream", "lanes"),
+    "Shift.down": ("stream", "stream", "lanes"),
+    "Rotate.up": ("stream", "stream", "lanes"),
+    "Rotate.down": ("stream", "stream", "lanes"),
+    "Permute": ("stream", "stream", "group2"),
+    "Distribute": ("stream", "stream", "stream"),
+    "Transpose.sg16": ("group16", "group16"),
 }
 _OPCODE = {
     "NOP": NOP,
@@ -113,6 +152,19 @@ _OPCODE = {
     "Write": WRITE,
     "Gather": GATHER,
     "Scatter": SCATTER,
+    "LW": LW,
+    "IW": IW,
+    "ABC.i8": ABC,
+    "ABC.f16": ABC,
+    "ACC.i32": ACC,
+    "ACC.f32": ACC,
+    "Shift.up": SHIFT_UP,
+    "Shift.down": SHIFT_DOWN,
+    "Rotate.up": ROTATE_UP,
+    "Rotate.down": ROTATE_DOWN,
+    "Permute": PERMUTE,
+    "Distribute": DISTRIBUTE,
+    "Transpose.sg16": TRANSPOSE,
 }
 
 
@@ -184,6 +236,10 @@ def signature(mnemonic: str) -> tuple[str, ...] | None:
         return ICU_SIGS[mnemonic]
     if mnemonic in MEM_SIGS:
         return MEM_SIGS[mnemonic]
+    if mnemonic in MXM_SIGS:
+        return MXM_SIGS[mnemonic]
+    if mnemonic in SXM_SIGS:
+        return SXM_SIGS[mnemonic]
     p = vxm_parts(mnemonic)
     if p is None:
         return None
@@ -195,15 +251,32 @@ def unit_of(mnemonic: str) -> str | None:
         return "ICU"
     if mnemonic in MEM_SIGS:
         return "MEM"
+    if mnemonic in MXM_SIGS:
+        return "MXM"
+    if mnemonic in SXM_SIGS:
+        return "SXM"
     if vxm_parts(mnemonic) is not None:
         return "VXM"
     return None
 
 
 # --------------------------------------------------------------------------- queues
+def occupancy(mnemonic: str) -> int:
+    """Cycles an instruction occupies its queue: 2 for `ABC.f16` (an fp16 sub-op takes the plane two cycles: the
+    fp16 rate is 1/4 of int8's, P22), 1 for every other unit instruction."""
+    return 2 if mnemonic == "ABC.f16" else 1
+
+
 def queue_names(cfg: ChipConfig) -> tuple[str, ...]:
-    """ICU queue names in array order: one per MEM slice ("MEM.W43".."MEM.E43"), then one per VXM ALU."""
-    return tuple(f"MEM.{n}" for n in cfg.mem_names) + tuple(f"VXM.{i}" for i in range(cfg.vxm_alus))
+    """ICU queue names in array order: one per MEM slice ("MEM.W43".."MEM.E43"), one per VXM ALU ("VXM.0".."VXM.15"),
+    three per MXM plane ("MXM.0.W", "MXM.0.A", "MXM.0.C", ...: weights, activations, accumulators), then one per SXM
+    unit ("SXM.W.0", ..., "SXM.E.3")."""
+    return (
+        tuple(f"MEM.{n}" for n in cfg.mem_names)
+        + tuple(f"VXM.{i}" for i in range(cfg.vxm_alus))
+        + tuple(f"MXM.{p}.{r}" for p in range(cfg.n_planes) for r in "WAC")
+        + tuple(f"SXM.{s}.{u}" for s in cfg.sxm_names for u in range(cfg.sxm_units))
+    )
 
 
 def queue_unit(name: str) -> str:
@@ -262,27 +335,39 @@ def validate(cfg: ChipConfig, program: Program) -> None:
         if q not in names:
             ex = ", ".join(sorted(names)[:3])
             raise ProgramError(f"unknown queue {q!r} for config {cfg.name!r} (queues look like {ex}, ...)")
-        unit = queue_unit(q)
         last = None  # (mnemonic, address) of the most recent unit instruction, for Repeat
         for i, ins in enumerate(instrs):
-            msg = _check_instruction(cfg, unit, ins, last)
+            msg = _check_instruction(cfg, q, ins, last)
             if msg:
                 raise _err(q, i, ins, msg)
             m = ins.mnemonic
             if unit_of(m) != "ICU":
-                last = [m, ins.operands[0] if m in ("Read", "Write") else None]
+                last = [m, ins.operands[0] if _OPCODE.get(m) in STRIDED else None, ins.operands]
             elif m == "Repeat" and last is not None and last[1] is not None:
                 last[1] += ins.operands[0] * ins.operands[2]
 
 
-def _check_instruction(cfg: ChipConfig, unit: str, ins: Instruction, last) -> str | None:
+def _stride_limit(cfg: ChipConfig, ins_mnemonic: str, operands) -> tuple[int, str]:
+    """(exclusive upper bound, what) of a strided field: MEM address, LW row, ACC row."""
+    if ins_mnemonic == "LW":
+        return cfg.n_lanes - operands[2] + 1, "weight-buffer row"
+    if ins_mnemonic.startswith("ACC."):
+        return cfg.mxm_acc_rows, "accumulator row"
+    return cfg.mem_words, "address"
+
+
+def _check_instruction(cfg: ChipConfig, queue: str, ins: Instruction, last) -> str | None:
     m = ins.mnemonic
     sig = signature(m)
     if sig is None:
         return f"unknown opcode {m!r}"
+    unit = queue_unit(queue)
     u = unit_of(m)
     if u != "ICU" and u != unit:
         return f"{m} is a {u} instruction and cannot run on a {unit} queue"
+    if u == "MXM" and MXM_ROLE[m] != queue.rsplit(".", 1)[1]:
+        role = {"W": "weights (.W)", "A": "activations (.A)", "C": "accumulators (.C)"}[MXM_ROLE[m]]
+        return f"{m} runs on a plane's {role} queue, not on {queue}"
     ops = ins.operands
     if m == "Repeat" and len(ops) == 2:
         return "internal: Repeat operands must be normalised to (n, d, stride)"
@@ -302,14 +387,24 @@ def _check_instruction(cfg: ChipConfig, unit: str, ins: Instruction, last) -> st
             if e:
                 return e
         return None
+    names = _operand_names(m, sig)
     for k, (kind, v) in enumerate(zip(sig, ops)):
-        if kind in ("stream", "group2"):
-            e = _check_stream(cfg, v, 2 if kind == "group2" else 1, "map" if kind == "group2" else "stream")
+        if kind in GROUP_WIDTH:
+            e = _check_stream(cfg, v, GROUP_WIDTH[kind], names[k])
             if e:
                 return e
             continue
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
             return f"operand {k + 1} must be an integer, got {v!r}"
+        bounds = {
+            "row": (cfg.n_lanes, "weight-buffer row"),
+            "acc": (cfg.mxm_acc_rows, "accumulator row"),
+            "mode": (4, "ACC mode"),
+            "half": (2, "fp16 half"),
+            "lanes": (cfg.n_lanes, "lane count"),
+        }
+        if kind in bounds and not 0 <= v < bounds[kind][0]:
+            return f"{bounds[kind][1]} {v} out of range (0..{bounds[kind][0] - 1} on {cfg.name})"
         if kind == "addr" and not 0 <= v < cfg.mem_words:
             return (
                 f"address {v:#x} out of range (MEM slices of {cfg.name} hold {cfg.mem_words} words, "
@@ -317,16 +412,61 @@ def _check_instruction(cfg: ChipConfig, unit: str, ins: Instruction, last) -> st
             )
         if kind == "count" and not 1 <= v < 2**31:
             return f"{m} count must be >= 1, got {v}"
+    e = _check_unit_operands(cfg, queue, m, ops)
+    if e:
+        return e
     if m == "Repeat":
         if last is None:
             return "Repeat has no earlier unit instruction in this queue to repeat"
-        n, _, stride = ops
+        n, d, stride = ops
         if stride and last[1] is None:
-            return f"a Repeat stride applies only to Read/Write addresses, not to {last[0]}"
+            return f"a Repeat stride applies only to Read/Write addresses, LW rows and ACC rows, not to {last[0]}"
+        if d < occupancy(last[0]):
+            return f"{last[0]} occupies its queue {occupancy(last[0])} cycles: the Repeat interval must be >= that"
         if last[1] is not None:
             end = last[1] + n * stride
-            if not 0 <= end < cfg.mem_words:
-                return f"the last repetition reaches address {end:#x}, out of range (0..{cfg.mem_words - 1:#x})"
+            hi, what = _stride_limit(cfg, last[0], last[2])
+            if not 0 <= end < hi:
+                f = (lambda v: f"{v:#x}") if what == "address" else str
+                return f"the last repetition reaches {what} {f(end)}, out of range (0..{f(hi - 1)})"
+    return None
+
+
+def _operand_names(m: str, sig: tuple[str, ...]) -> list[str]:
+    """Words for each operand in error messages."""
+    if m in ("Permute", "Distribute"):
+        return ["destination", "source", "map"]
+    if m in SXM_SIGS:
+        return ["destination", "source", "lane count"]
+    if m == "ABC.f16":
+        return ["source", "half"]
+    names = {"stream": "stream", "group2": "map", "group4": "destination", "group16": "group"}
+    return [names.get(k, k) for k in sig]
+
+
+def _check_unit_operands(cfg: ChipConfig, queue: str, m: str, ops) -> str | None:
+    """MXM direction and span rules (docs/mxm.md)."""
+    if unit_of(m) != "MXM" or m == "IW":
+        return None
+    plane = int(queue.split(".")[1])
+    d_in = "EW"[cfg.plane_in_dir(plane)]
+    d_out = "EW"[1 - cfg.plane_in_dir(plane)]
+    side = "west" if d_in == "W" else "east"
+    if m == "LW":
+        r, s, n = ops
+        if s.index + n > cfg.n_streams:
+            return f"LW takes streams {s}..{s.dir}{s.index + n - 1}: out of range ({cfg.n_streams} per direction)"
+        if r + n > cfg.n_lanes:
+            return f"LW writes weight-buffer rows {r}..{r + n - 1}: out of range (0..{cfg.n_lanes - 1})"
+        src = s
+    elif m.startswith("ABC"):
+        src = ops[0]
+    else:
+        if ops[2].dir != d_out:
+            return f"plane {plane} ({side}) emits on {'eastward' if d_out == 'E' else 'westward'} streams, not {ops[2]}"
+        return None
+    if src.dir != d_in:
+        return f"plane {plane} ({side}) takes {'eastward' if d_in == 'E' else 'westward'} streams, not {src}"
     return None
 
 
@@ -352,6 +492,18 @@ def encode_instruction(cfg: ChipConfig, ins: Instruction) -> list[int]:
             row[3 + k] = s.sid(cfg)
         return row
     row[0] = _OPCODE[m]
+    sid = lambda v: v.sid(cfg) if isinstance(v, Stream) else int(v)  # noqa: E731
+    if m.startswith("ABC."):
+        h = ops[1] if len(ops) > 1 else 0
+        row[2], row[3], row[4] = sid(ops[0]), h, dtype_by_name(m.split(".")[1]).code
+        return row
+    if m.startswith("ACC."):
+        row[1], row[2], row[3], row[4] = ops[0], sid(ops[2]), ops[1], dtype_by_name(m.split(".")[1]).code
+        return row
+    if m in SXM_SIGS:
+        for k, v in enumerate(ops):
+            row[2 + k] = sid(v)
+        return row
     if m in ("Gather", "Scatter"):
         row[2], row[3] = ops[0].sid(cfg), ops[1].sid(cfg)
         return row

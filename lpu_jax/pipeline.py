@@ -5,11 +5,13 @@ on its stream group at position p at cycle t + d (architecture.md §3). `emit` f
 (t + d) mod D of its port, stamped with its due cycle t + d; `land` writes the results due at the current cycle
 onto the stream ring. A consumer at position q therefore sees it at cycle t + d + |q - p|, and at no other cycle.
 
-Ports: 0..M-1 are the MEM slices (west to east), M..M+A-1 the VXM ALUs. Conflicts are hazards, never errors:
+Ports (`state.n_ports`): 0..M-1 the MEM slices (west to east), then the A VXM ALUs, the MXM planes (one 4-stream
+port each) and the SXM units (`state.SXM_PORTS` ports each, so that a Transpose.sg16 can put 16 streams out).
+Conflicts are hazards, never errors:
   * two results due on one port in one cycle: the later-issued one replaces the earlier (`port_conflict`,
     where = port);
-  * two VXM ALUs writing one stream in one cycle: the higher ALU index wins (`stream_conflict`, where = stream
-    id dir * S + index).
+  * two ports at one position (the VXM's ALUs, an SXM slice's units) writing one stream in one cycle: the higher
+    port index wins (`stream_conflict`, where = losing port * 2S + stream id dir * S + index).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from . import streams as st
 from .config import ChipConfig
-from .state import HAZARDS, MachineState
+from .state import HAZARDS, SXM_PORTS, MachineState
 
 __all__ = ["emit", "land", "port_positions"]
 
@@ -31,7 +33,16 @@ def port_positions(cfg: ChipConfig) -> np.ndarray:
     """Stream-register position of every output port, int32 [N]."""
     mem = cfg.positions[cfg.mem_slices]
     vxm = np.full(cfg.vxm_alus, cfg.positions[cfg.vxm_slice], np.int32)
-    return np.concatenate([mem, vxm]).astype(np.int32)
+    mxm = cfg.positions[cfg.mxm_slices]
+    sxm = np.repeat(cfg.positions[cfg.sxm_slices], cfg.sxm_units * SXM_PORTS)
+    return np.concatenate([mem, vxm, mxm, sxm]).astype(np.int32)
+
+
+def _shared_later(cfg: ChipConfig) -> np.ndarray:
+    """bool [n, n] over the non-MEM ports: [i, j] when port j sits at port i's position and has a higher index."""
+    pp = port_positions(cfg)[cfg.n_mem :]
+    n = len(pp)
+    return (pp[:, None] == pp[None, :]) & np.triu(np.ones((n, n), bool), k=1)
 
 
 def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict, list]:
@@ -48,17 +59,17 @@ def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict, list
     k = jnp.arange(4)
     valid = (due == c)[:, None] & (k[None, :] < width[:, None])  # [N, 4]
     rows = st.row_index(cfg, sid[:, None] + k[None, :], jnp.asarray(port_positions(cfg))[:, None], c)
-    # The VXM ALUs share one position: resolve their write conflicts (higher ALU index wins). ALU i's stream k
-    # (sid_i + k, k < width_i) loses if a later ALU j's group [sid_j, sid_j + width_j) holds it.
+    # Ports that share a position (VXM ALUs, an SXM slice's units) resolve their write conflicts: the higher port
+    # index wins. Port i's stream k (sid_i + k, k < width_i) loses if a later port j's group holds it.
     M = cfg.n_mem
-    vs = jnp.where(due[M:] == c, sid[M:], -8)  # idle ALUs: a group no stream id can fall in
+    vs = jnp.where(due[M:] == c, sid[M:], -8)  # idle ports: a group no stream id can fall in
     vw = width[M:]
-    n = vs.shape[0]
-    later = jnp.asarray(np.triu(np.ones((n, n), bool), k=1))  # [i, j]: j > i
+    later = jnp.asarray(_shared_later(cfg))  # [i, j]
     mine = vs[:, None] + k[None, :]  # [n, 4]
     held = (mine[:, :, None] >= vs[None, None, :]) & (mine[:, :, None] < (vs + vw)[None, None, :])  # [i, k, j]
     lose = valid[M:] & jnp.any(held & later[:, None, :], axis=2)
-    hits = [(STREAM_CONFLICT, lose, mine)]
+    where = (jnp.arange(M, valid.shape[0])[:, None] * 2 * cfg.n_streams) + mine
+    hits = [(STREAM_CONFLICT, lose, where)]
     valid = valid.at[M:].set(valid[M:] & ~lose)
     rows = jnp.where(valid, rows, -1).reshape(-1)
     # Clear the entry slots in the same scatter, except where a result lands (it replaces the whole row anyway).

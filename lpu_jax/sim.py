@@ -7,8 +7,10 @@ A cycle c, in order (each stage a pure function; `state.cycle` is advanced here 
   3. MEM      Write/Scatter operands are taken off the streams and filed to commit at c + d_func; the commits
               due at c are made; then the reads issued at c see them;
   4. VXM      ALU operands are taken off the streams; results are computed;
-  5. emit     MEM and VXM results are filed to land at c + d_func;
-  6. cycle    c + 1: every stream value has moved one hop (the ring does it for free).
+  5. MXM      installs due take effect; LW, IW, ABC take their operands; ACC takes the product due at c;
+  6. SXM      operands are taken off the streams; results are computed;
+  7. emit     MEM, VXM, MXM and SXM results are filed to land at c + d_func (+ the stagger they cross);
+  8. cycle    c + 1: every stream value has moved one hop (the ring does it for free).
 So a result due at c can be consumed at c by a unit at the same position, and at c + |q - p| at position q.
 Inside a cycle every large buffer is written before it is read (or read only by the op that writes it), which
 lets XLA update the SRAM, the stream ring and the pipeline rings in place instead of copying them.
@@ -26,15 +28,17 @@ from . import isa
 from .config import ChipConfig
 from .icu import icu_step
 from .mem import mem_step
+from .mxm import mxm_step
 from .pipeline import emit, land
 from .state import MachineState, init_state, record_hazards
+from .sxm import sxm_step
 from .vxm import vxm_step
 
 __all__ = ["TRACE_FIELDS", "is_idle", "run", "step", "stream_file"]
 
 
 def _step(cfg: ChipConfig, state: MachineState, program: jnp.ndarray) -> tuple[MachineState, dict]:
-    M = cfg.n_mem
+    M, A, Pl = cfg.n_mem, cfg.vxm_alus, cfg.n_planes
     c = state.cycle
     with jax.named_scope("icu"):
         icu, issued = icu_step(cfg, state.icu, program, c)
@@ -44,10 +48,15 @@ def _step(cfg: ChipConfig, state: MachineState, program: jnp.ndarray) -> tuple[M
     with jax.named_scope("mem"):
         state, mem_out, commits, h_mem = mem_step(cfg, state, issued[:M])
     with jax.named_scope("vxm"):
-        vxm_out = vxm_step(cfg, state, issued[M:])
+        vxm_out = vxm_step(cfg, state, issued[M : M + A])
+    with jax.named_scope("mxm"):
+        state, mxm_out, h_mxm = mxm_step(cfg, state, issued[M + A : M + A + 3 * Pl])
+    with jax.named_scope("sxm"):
+        sxm_out = sxm_step(cfg, state, issued[M + A + 3 * Pl :])
     with jax.named_scope("emit"):
-        state, h_emit = emit(cfg, state, [mem_out, vxm_out])
-    state = state.replace(hazards=record_hazards(state.hazards, h_land + h_mem + h_emit, c), cycle=c + 1)
+        state, h_emit = emit(cfg, state, [mem_out, vxm_out, mxm_out, sxm_out])
+    hits = h_land + h_mem + h_mxm + h_emit
+    state = state.replace(hazards=record_hazards(state.hazards, hits, c), cycle=c + 1)
     return state, {"issued": issued, "landed": landed, "commits": commits}
 
 
@@ -165,7 +174,10 @@ def is_idle(state: MachineState, program) -> bool:
     pc = np.asarray(state.icu.pc)
     halted = arr[np.arange(arr.shape[0]), pc, 0] == isa.HALT
     c = int(state.cycle)
-    quiet = (np.asarray(state.inflight.out_meta)[..., 0] < c).all() and (
-        np.asarray(state.inflight.wr_meta)[..., 0] < c
-    ).all()
+    quiet = (
+        (np.asarray(state.inflight.out_meta)[..., 0] < c).all()
+        and (np.asarray(state.inflight.wr_meta)[..., 0] < c).all()
+        and (np.asarray(state.mxm.prod_meta)[..., 0] < c).all()
+        and (np.asarray(state.mxm.install_due) < c).all()
+    )
     return bool(halted.all() and (np.asarray(state.icu.rep_left) == 0).all() and quiet)

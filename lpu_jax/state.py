@@ -2,8 +2,9 @@
 
 Notation: P = `cfg.n_positions` stream-register positions per direction, S = `cfg.n_streams` streams per
 direction, L = `cfg.n_lanes` lanes (bytes per vector), M = `cfg.n_mem` MEM slices, Q = ICU queues
-(`isa.queue_names`), N = output ports (one per MEM slice, then one per VXM ALU), D = `cfg.delay_slots`,
-F = `isa.N_FIELDS`, K = number of hazard kinds (`HAZARDS`).
+(`isa.queue_names`), N = output ports (`n_ports`: one per MEM slice, one per VXM ALU, one per MXM plane, four per
+SXM unit), D = `cfg.delay_slots`, F = `isa.N_FIELDS`, K = number of hazard kinds (`HAZARDS`), Pl = MXM planes,
+R = `cfg.mxm_acc_rows`.
 
 Streams are a *ring* per direction (implementation-notes.md): the value at position p during cycle c lives in
 slot `(p - c) mod P` (eastward, dir 0) or `(p + c) mod P` (westward, dir 1). Moving every value one hop is then
@@ -19,7 +20,17 @@ from flax import struct
 from .config import ChipConfig
 from .isa import N_FIELDS, queue_names
 
-__all__ = ["HAZARDS", "Hazards", "InFlight", "MachineState", "QueueState", "hazard_report", "init_state", "NEVER"]
+__all__ = [
+    "HAZARDS",
+    "Hazards",
+    "InFlight",
+    "MachineState",
+    "MxmState",
+    "QueueState",
+    "hazard_report",
+    "init_state",
+    "NEVER",
+]
 
 NEVER = np.int32(2**31 - 1)
 """Timer value of a queue that will not issue again by itself (halted, or parked by Sync)."""
@@ -29,6 +40,7 @@ HAZARDS = (
     "port_conflict",  # two results (or two SRAM commits) due on one port of a unit in one cycle; the later issue wins
     "stream_conflict",  # two VXM ALUs write one stream in the same cycle (the higher ALU index wins)
     "address_range",  # a Gather/Scatter lane address >= mem_words (the lane reads 0 / writes nothing)
+    "mxm_unpaired",  # an ACC with no product of its type due on its plane, or a product due with no ACC to take it
 )
 
 
@@ -74,6 +86,29 @@ class InFlight:
 
 
 @struct.dataclass
+class MxmState:
+    """The MXM planes (docs/mxm.md): weight buffer, staged install, installed array, products, accumulators."""
+
+    wbuf: jnp.ndarray
+    """uint8 [Pl, L, L]: the weight buffer LW writes (row r, lane j). int8 weights: row k is weight row k; fp16:
+    rows 2k, 2k+1 are the two bytes (in group byte order) of weight row k."""
+    staged: jnp.ndarray
+    """uint8 [Pl, L, L]: the buffer as an IW captured it, waiting to take effect."""
+    warr: jnp.ndarray
+    """uint8 [Pl, L, L]: the installed weights that ABC multiplies by."""
+    warr_f32: jnp.ndarray
+    """float32 [Pl, L, L]: `warr` read as int8 values (kept with it, so int8 ABCs need no decoding)."""
+    install_due: jnp.ndarray
+    """int32 [Pl]: the cycle the staged weights become installed (-1: none pending)."""
+    prod: jnp.ndarray
+    """uint32 [D, Pl, L]: products in flight, by due cycle mod D: int32 (ABC.i8) or fp32 (ABC.f16) bits."""
+    prod_meta: jnp.ndarray
+    """int32 [D, Pl, 2]: (due cycle, kind 0 int32 / 1 fp32) of each product slot; due -1: never written."""
+    acc: jnp.ndarray
+    """uint32 [Pl, R, L]: accumulator rows, int32 or fp32 bits as the ACC that wrote them."""
+
+
+@struct.dataclass
 class Hazards:
     """Structural hazards seen so far. The simulator never stops on them: it counts them (implementation-notes)."""
 
@@ -83,7 +118,8 @@ class Hazards:
     """int32 [K]: cycle the first occurrence was detected (for port conflicts: the later instruction's issue); -1."""
     first_where: jnp.ndarray
     """int32 [K]: where it first happened; -1 if none. bank_conflict: MEM index * 2 + bank; port_conflict: port
-    (= MEM index for MEM slices); stream_conflict: stream id dir * S + index; address_range: MEM index."""
+    (= MEM index for MEM slices); stream_conflict: port * 2S + stream id (dir * S + index); address_range: MEM
+    index; mxm_unpaired: plane."""
 
 
 @struct.dataclass
@@ -98,11 +134,16 @@ class MachineState:
     """uint8 [M, 2, mem_words // 2, L]: SRAM, two banks per MEM slice; address a is bank a // (mem_words//2)."""
     icu: QueueState
     inflight: InFlight
+    mxm: MxmState
     hazards: Hazards
 
 
+SXM_PORTS = 4
+"""Output ports per SXM unit: a Transpose.sg16 result is 16 streams, four 4-stream groups."""
+
+
 def n_ports(cfg: ChipConfig) -> int:
-    return cfg.n_mem + cfg.vxm_alus
+    return cfg.n_mem + cfg.vxm_alus + cfg.n_planes + SXM_PORTS * cfg.n_sxm_units
 
 
 def init_state(cfg: ChipConfig, mem: np.ndarray | None = None) -> MachineState:
@@ -111,7 +152,7 @@ def init_state(cfg: ChipConfig, mem: np.ndarray | None = None) -> MachineState:
     `mem`, if given, is the SRAM image, uint8 [M, mem_words, L] (address-linear) or [M, 2, mem_words//2, L].
     """
     P, S, L, M, D = cfg.n_positions, cfg.n_streams, cfg.n_lanes, cfg.n_mem, cfg.delay_slots
-    Q, N = len(queue_names(cfg)), n_ports(cfg)
+    Q, N, Pl = len(queue_names(cfg)), n_ports(cfg), cfg.n_planes
     shape = (M, 2, cfg.bank_words, L)
     if mem is None:
         sram = jnp.zeros(shape, jnp.uint8)
@@ -142,6 +183,16 @@ def init_state(cfg: ChipConfig, mem: np.ndarray | None = None) -> MachineState:
             wr_meta=jnp.full((D, M, 2), -1, jnp.int32),
             sc_addr=jnp.full((D, M, L), -1, jnp.int32),
             wr_data=jnp.zeros((D, M, L), jnp.uint8),
+        ),
+        mxm=MxmState(
+            wbuf=jnp.zeros((Pl, L, L), jnp.uint8),
+            staged=jnp.zeros((Pl, L, L), jnp.uint8),
+            warr=jnp.zeros((Pl, L, L), jnp.uint8),
+            warr_f32=jnp.zeros((Pl, L, L), jnp.float32),
+            install_due=jnp.full((Pl,), -1, jnp.int32),
+            prod=jnp.zeros((D, Pl, L), jnp.uint32),
+            prod_meta=jnp.full((D, Pl, 2), -1, jnp.int32),
+            acc=jnp.zeros((Pl, cfg.mxm_acc_rows, L), jnp.uint32),
         ),
         hazards=Hazards(
             count=i32(len(HAZARDS)),
@@ -178,6 +229,19 @@ def mem_image(cfg: ChipConfig, state: MachineState) -> np.ndarray:
     return np.asarray(state.mem).reshape(cfg.n_mem, cfg.mem_words, cfg.n_lanes)
 
 
+def port_name(cfg: ChipConfig, port: int) -> str:
+    """Words for an output port: "MEM slice W3", "VXM ALU 2", "MXM plane 1", "SXM.E.0 port 2"."""
+    M, A, Pl = cfg.n_mem, cfg.vxm_alus, cfg.n_planes
+    if port < M:
+        return f"MEM slice {cfg.mem_names[port]}"
+    if port < M + A:
+        return f"VXM ALU {port - M}"
+    if port < M + A + Pl:
+        return f"MXM plane {port - M - A}"
+    u, k = divmod(port - M - A - Pl, SXM_PORTS)
+    return f"SXM.{cfg.sxm_names[u // cfg.sxm_units]}.{u % cfg.sxm_units} port {k}"
+
+
 def hazard_report(cfg: ChipConfig, state: MachineState) -> list[str]:
     """One line per kind of hazard seen: how many, and the cycle and place of the first, in words.
 
@@ -199,9 +263,11 @@ def hazard_report(cfg: ChipConfig, state: MachineState) -> list[str]:
         elif kind == "address_range":
             place = f"MEM slice {cfg.mem_names[w]}"
         elif kind == "port_conflict":
-            port = f"MEM slice {cfg.mem_names[w]}" if w < cfg.n_mem else f"VXM ALU {w - cfg.n_mem}"
-            place = f"{port} (position {int(port_positions(cfg)[w])})"
+            place = f"{port_name(cfg, w)} (position {int(port_positions(cfg)[w])})"
+        elif kind == "mxm_unpaired":
+            place = f"MXM plane {w}"
         else:
-            place = f"stream {'EW'[w // S]}{w % S} at the VXM (position {int(cfg.positions[cfg.vxm_slice])})"
+            p, sid = divmod(w, 2 * S)
+            place = f"stream {'EW'[sid // S]}{sid % S} at position {int(port_positions(cfg)[p])}, lost by {port_name(cfg, p)}"
         lines.append(f"{kind}: {int(count[k])} (first at cycle {int(cyc[k])}, {place})")
     return lines

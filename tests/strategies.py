@@ -3,8 +3,10 @@
 `programs(cfg)` draws a random `isa.Program` that `isa.validate(cfg, ...)` accepts: random queues from
 `isa.queue_names(cfg)`; MEM queues get Read/Write/Gather/Scatter with in-range addresses and streams, VXM queues get
 VXM ops with allowed element types and aligned stream groups of the right width (`isa.vxm_widths`), and both get
-the ICU instructions NOP/Repeat/Sync/Notify. A Repeat only follows some unit instruction, and it has a nonzero
-stride only after a Read/Write, chosen so that its last address stays in range.
+the ICU instructions NOP/Repeat/Sync/Notify; MXM queues get the instructions of their role (LW/IW, ABC, ACC) on
+streams of the plane's directions; SXM queues get shifts, rotates, permutes, distributes and transposes. A Repeat
+only follows some unit instruction; it has a nonzero stride only after a Read/Write/LW/ACC, chosen so that its last
+value stays in range, and an interval >= the repeated instruction's occupancy.
 """
 
 from __future__ import annotations
@@ -50,36 +52,83 @@ def vxm_instructions(draw, cfg: ChipConfig) -> isa.Instruction:
     return isa.Instruction(mnemonic, tuple(draw(streams(cfg, w)) for w in widths))
 
 
+def _directed(cfg: ChipConfig, d: str, width: int = 1) -> st.SearchStrategy[isa.Stream]:
+    step = width if cfg.group_aligned else 1
+    return st.integers(0, (cfg.n_streams - width) // step).map(lambda k: isa.Stream(d, k * step))
+
+
 @st.composite
-def queue_body(draw, cfg: ChipConfig, unit: str, max_len: int = 8) -> tuple[isa.Instruction, ...]:
-    """A valid instruction sequence for one queue of `unit` ("MEM" or "VXM")."""
+def mxm_instruction(draw, cfg: ChipConfig, queue: str) -> tuple[isa.Instruction, int | None, int]:
+    """A valid instruction for an MXM queue, with its strided value (or None) and its stride limit."""
+    _, plane, role = queue.split(".")
+    d_in = "EW"[cfg.plane_in_dir(int(plane))]
+    d_out = "EW"[1 - cfg.plane_in_dir(int(plane))]
+    if role == "W":
+        if draw(st.booleans()):
+            return isa.Instruction("IW"), None, 0
+        n = draw(st.integers(1, cfg.n_streams))
+        s = draw(st.integers(0, cfg.n_streams - n))
+        r = draw(st.integers(0, cfg.n_lanes - n))
+        return isa.Instruction("LW", (r, isa.Stream(d_in, s), n)), r, cfg.n_lanes - n + 1
+    if role == "A":
+        if draw(st.booleans()):
+            return isa.Instruction("ABC.i8", (draw(_directed(cfg, d_in)),)), None, 0
+        return isa.Instruction("ABC.f16", (draw(_directed(cfg, d_in, 2)), draw(st.integers(0, 1)))), None, 0
+    a = draw(st.integers(0, cfg.mxm_acc_rows - 1))
+    t = draw(st.sampled_from(("i32", "f32")))
+    ins = isa.Instruction(f"ACC.{t}", (a, draw(st.integers(0, 3)), draw(_directed(cfg, d_out, 4))))
+    return ins, a, cfg.mxm_acc_rows
+
+
+@st.composite
+def sxm_instruction(draw, cfg: ChipConfig) -> isa.Instruction:
+    m = draw(st.sampled_from(sorted(isa.SXM_SIGS)))
+    if m == "Transpose.sg16":
+        return isa.Instruction(m, (draw(streams(cfg, 16)), draw(streams(cfg, 16))))
+    if m == "Permute":
+        return isa.Instruction(m, (draw(streams(cfg)), draw(streams(cfg)), draw(streams(cfg, 2))))
+    if m == "Distribute":
+        return isa.Instruction(m, (draw(streams(cfg)), draw(streams(cfg)), draw(streams(cfg))))
+    return isa.Instruction(m, (draw(streams(cfg)), draw(streams(cfg)), draw(st.integers(0, cfg.n_lanes - 1))))
+
+
+@st.composite
+def queue_body(draw, cfg: ChipConfig, unit: str, max_len: int = 8, queue: str | None = None):
+    """A valid instruction sequence for one queue of `unit` ("MEM", "VXM", "MXM" or "SXM"; MXM needs `queue`)."""
     n = draw(st.integers(0, max_len))
     out: list[isa.Instruction] = []
-    last = None  # [mnemonic, address or None] of the latest unit instruction, tracked like isa.validate does
-    unit_ops = ("Read", "Write", "Gather", "Scatter") if unit == "MEM" else ("vxm",) * 4
+    last = None  # [mnemonic, strided value or None, limit] of the latest unit instruction, as isa.validate tracks
+    unit_ops = {"MEM": ("Read", "Write", "Gather", "Scatter"), "VXM": ("vxm",) * 4}.get(unit, (unit.lower(),) * 4)
     for _ in range(n):
         kinds = unit_ops + ("NOP", "Sync", "Notify") + (("Repeat",) * 2 if last is not None else ())
         kind = draw(st.sampled_from(kinds))
         if kind in ("Read", "Write"):
             a = draw(st.integers(0, cfg.mem_words - 1))
             ins = isa.Instruction(kind, (a, draw(streams(cfg))))
-            last = [kind, a]
+            last = [kind, a, cfg.mem_words]
         elif kind in ("Gather", "Scatter"):
             ins = isa.Instruction(kind, (draw(streams(cfg)), draw(streams(cfg, 2))))
-            last = [kind, None]
+            last = [kind, None, 0]
         elif kind == "vxm":
             ins = draw(vxm_instructions(cfg))
-            last = [ins.mnemonic, None]
+            last = [ins.mnemonic, None, 0]
+        elif kind == "mxm":
+            ins, v, lim = draw(mxm_instruction(cfg, queue))
+            last = [ins.mnemonic, v, lim]
+        elif kind == "sxm":
+            ins = draw(sxm_instruction(cfg))
+            last = [ins.mnemonic, None, 0]
         elif kind == "NOP":
             ins = isa.Instruction("NOP", (draw(counts()),))
         elif kind in ("Sync", "Notify"):
             ins = isa.Instruction(kind)
         else:  # Repeat
             rep, d = draw(counts()), draw(counts())
+            d = max(d, isa.occupancy(last[0]))
             stride = 0
             if last[1] is not None:
                 a = last[1]
-                lo, hi = -(a // rep), (cfg.mem_words - 1 - a) // rep
+                lo, hi = -(a // rep), (last[2] - 1 - a) // rep
                 stride = draw(st.one_of(st.just(0), st.integers(lo, hi)))
                 last[1] = a + rep * stride
             ins = isa.Instruction("Repeat", (rep, d, stride))
@@ -101,4 +150,4 @@ def programs(draw, cfg: ChipConfig | None = None, max_queues: int = 4, max_len: 
     each with up to `max_len` instructions (a queue may be empty)."""
     cfg = tiny() if cfg is None else cfg
     names = draw(st.lists(st.sampled_from(isa.queue_names(cfg)), unique=True, max_size=max_queues))
-    return isa.Program({q: draw(queue_body(cfg, isa.queue_unit(q), max_len)) for q in names})
+    return isa.Program({q: draw(queue_body(cfg, isa.queue_unit(q), max_len, q)) for q in names})

@@ -274,10 +274,10 @@ def test_syntax_errors(text, line, col, words):
 # --------------------------------------------------------------------------- validation errors (with tiny())
 VALIDATION_ERRORS = [
     # (text, line, col, words): col is the mnemonic's, or the queue name's for an unknown queue
-    (".queue MEM.W0\n    Read 1, E8\n", 2, 5, ["(MEM.W0[0])", "stream E8 out of range", "8 streams"]),
-    (".queue MEM.E1\n    Gather W7, E7\n", 2, 5, ["map E7", "out of range"]),
-    (".queue VXM.3\n  mov.i32 E0, W6\n", 2, 3, ["(VXM.3[0])", "source 1 W6..W9 out of range"]),
-    (".queue MEM.W0\n  NOP 1\n\n    Write 0x40, W0\n", 4, 5, ["(MEM.W0[1])", "address 0x40 out of range", "0x3f"]),
+    (".queue MEM.W0\n    Read 1, E16\n", 2, 5, ["(MEM.W0[0])", "stream E16 out of range", "16 streams"]),
+    (".queue MEM.E1\n    Gather W7, E15\n", 2, 5, ["map E15", "out of range"]),
+    (".queue VXM.3\n  mov.i32 E0, W14\n", 2, 3, ["(VXM.3[0])", "source 1 W14..W17 out of range"]),
+    (".queue MEM.W0\n  NOP 1\n\n    Write 0x200, W0\n", 4, 5, ["(MEM.W0[1])", "address 0x200 out of range", "0x1ff"]),
     (".queue MEM.W0\n    Read -1, W0\n", 2, 5, ["address -0x1 out of range"]),
     (".queue MEM.W0\n    add.f32 E0, E0, E4\n", 2, 5, ["add.f32 is a VXM instruction", "cannot run on a MEM queue"]),
     (".queue VXM.1\n Read 0, E0\n", 2, 2, ["Read is a MEM instruction", "cannot run on a VXM queue"]),
@@ -291,8 +291,18 @@ VALIDATION_ERRORS = [
     (".queue MEM.W0\n    Gather E0, W1\n", 2, 5, ["map W1 is a 2-stream group"]),
     (".queue MEM.W0\n    NOP 3\n    Repeat 2, 1\n", 3, 5, ["(MEM.W0[1])", "Repeat has no earlier unit instruction"]),
     (".queue VXM.0\n    Repeat 2, 1\n", 2, 5, ["Repeat has no earlier unit instruction"]),
-    (".queue MEM.W0\n    Read 0x3c, E0\n    Repeat 2, 1, 2\n", 3, 5, ["last repetition reaches address 0x40"]),
+    (".queue MEM.W0\n    Read 0x1fc, E0\n    Repeat 2, 1, 2\n", 3, 5, ["last repetition reaches address 0x200"]),
     (".queue MEM.W0\n    Gather E0, W2\n    Repeat 2, 1, 1\n", 3, 5, ["stride applies only to Read/Write"]),
+    (".queue MXM.0.W\n    LW 0, E8, 4\n", 2, 5, ["(MXM.0.W[0])", "plane 0 (west) takes westward streams, not E8"]),
+    (".queue MXM.3.C\n    ACC.i32 0, 2, E4\n", 2, 5, ["plane 3 (east) emits on westward streams, not E4"]),
+    (".queue MXM.1.A\n    ACC.f32 0, 2, E4\n", 2, 5, ["runs on a plane's accumulators (.C) queue"]),
+    (".queue MXM.1.W\n    LW 30, W0, 4\n", 2, 5, ["weight-buffer rows 30..33: out of range (0..31)"]),
+    (".queue MXM.1.A\n    ABC.f16 W2, 1\n    Repeat 3, 1\n", 3, 5, ["occupies its queue 2 cycles"]),
+    (".queue MXM.1.C\n    ACC.i32 30, 1, E0\n    Repeat 3, 1, 1\n", 3, 5, ["reaches accumulator row 33"]),
+    (".queue MXM.1.C\n    ACC.i32 0, 4, E0\n", 2, 5, ["ACC mode 4 out of range (0..3"]),
+    (".queue SXM.W.0\n    Transpose.sg16 E0, W8\n", 2, 5, ["source W8..W23 out of range"]),
+    (".queue SXM.E.1\n    Shift.down E0, W8, 32\n", 2, 5, ["lane count 32 out of range (0..31"]),
+    (".queue SXM.E.0\n    ABC.i8 W0\n", 2, 5, ["ABC.i8 is a MXM instruction", "cannot run on a SXM queue"]),
     (".queue MEM.W0\n    NOP 0\n", 2, 5, ["NOP count must be >= 1, got 0"]),
     (".queue MEM.W0\n    Read 0, E0\n    Repeat 1, 0\n", 3, 5, ["Repeat count must be >= 1, got 0"]),
     (".queue MEM.W2\n    NOP 1\n", 1, 8, ["unknown queue 'MEM.W2'", "'tiny'"]),
@@ -317,6 +327,6 @@ def test_validate_reports_unknown_opcode_and_queue_of_python_programs():
         isa.validate(TINY, Program({"MEM.W0": (Instruction("Load", (0, E(0))),)}))
     with pytest.raises(ProgramError, match="unknown queue 'MEM.W7'"):
         isa.validate(TINY, Program({"MEM.W7": (Instruction("NOP", (1,)),)}))
-    bad = Program({"MEM.W0": (Instruction("NOP", (1,)), Instruction("Read", (0x40, E(0)), loc=(7, 3)))})
+    bad = Program({"MEM.W0": (Instruction("NOP", (1,)), Instruction("Read", (0x200, E(0)), loc=(7, 3)))})
     with pytest.raises(ProgramError, match=r"^line 7, col 3 \(MEM.W0\[1\]\)"):
         isa.validate(TINY, bad)

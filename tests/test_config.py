@@ -17,7 +17,9 @@ def test_groqchip1_published_geometry():
     assert cfg.n_mem == 88 and cfg.mem_words == 8192
     assert cfg.sram_bytes == 88 * 8192 * 320 == 220 * 2**20  # 220 MiB
     assert cfg.mem_names[43] == "W0" and cfg.mem_names[44] == "E0" and cfg.mem_names[0] == "W43"
-    assert len(L.queue_names(cfg)) == 88 + 16
+    assert cfg.n_planes == 4 and cfg.n_lanes == 320  # four 320 x 320 MXM planes
+    # 144 queues in P20: 88 MEM + 16 VXM + 12 MXM (3 per plane) + 28 SXM; the model has sxm_units per SXM slice [A]
+    assert len(L.queue_names(cfg)) == 88 + 16 + 12 + 2 * cfg.sxm_units
 
 
 def test_tiny_has_the_same_floorplan_shape():

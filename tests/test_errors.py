@@ -20,15 +20,15 @@ def _prog(*ins, queue="MEM.W0"):
     "prog, words",
     [
         (_prog(Instruction("Jump", (1,))), "unknown opcode 'Jump'"),
-        (_prog(Instruction("Read", (0, E(8)))), "stream E8 out of range"),
-        (_prog(Instruction("Read", (64, E(0)))), "address 0x40 out of range"),
-        (_prog(Instruction("Read", (0, E(0))), Instruction("Repeat", (70, 1, 1))), "last repetition reaches address"),
+        (_prog(Instruction("Read", (0, E(16)))), "stream E16 out of range"),
+        (_prog(Instruction("Read", (512, E(0)))), "address 0x200 out of range"),
+        (_prog(Instruction("Read", (0, E(0))), Instruction("Repeat", (600, 1, 1))), "last repetition reaches address"),
         (_prog(Instruction("add.f32", (E(0), E(4), E(1))), queue="VXM.0"), "source 2 E1 is a 4-stream group"),
         (
             _prog(Instruction("add.f32", (E(0), E(4), E(0)))),
             "add.f32 is a VXM instruction and cannot run on a MEM queue",
         ),
-        (_prog(Instruction("add.f32", (E(0), E(4), E(8))), queue="VXM.0"), "out of range"),
+        (_prog(Instruction("add.f32", (E(0), E(4), E(16))), queue="VXM.0"), "out of range"),
         (_prog(Instruction("Read", (0, E(0))), queue="VXM.0"), "Read is a MEM instruction"),
         (_prog(Instruction("Repeat", (2, 1, 0))), "Repeat has no earlier unit instruction"),
         (_prog(Instruction("NOP", (0,))), "NOP count must be >= 1"),
@@ -46,12 +46,12 @@ def test_bad_program_is_rejected_with_its_place(prog, words):
 
 
 def test_text_program_errors_carry_line_and_column():
-    with pytest.raises(L.ProgramError, match=r"line 3, col 5 .*address 0x50 out of range"):
-        L.parse(".queue MEM.W0\n    Read 0, E0\n    Read 0x50, E1\n", TINY)
+    with pytest.raises(L.ProgramError, match=r"line 3, col 5 .*address 0x250 out of range"):
+        L.parse(".queue MEM.W0\n    Read 0, E0\n    Read 0x250, E1\n", TINY)
 
 
 def test_bad_encoded_program_shape():
-    with pytest.raises(L.ProgramError, match=r"int32 \[8, L, 8\]"):
+    with pytest.raises(L.ProgramError, match=r"int32 \[24, L, 8\]"):
         L.run(TINY, np.zeros((3, 8, 8), np.int32), None, 1)
 
 
@@ -64,10 +64,10 @@ def test_bad_run_arguments():
 
 
 def test_bad_mem_image():
-    with pytest.raises(ValueError, match=r"MEM image must be uint8 \[4, 64, 32\]"):
-        L.init_state(TINY, np.zeros((4, 64, 31), np.uint8))
+    with pytest.raises(ValueError, match=r"MEM image must be uint8 \[4, 512, 32\]"):
+        L.init_state(TINY, np.zeros((4, 512, 31), np.uint8))
     with pytest.raises(ValueError, match="MEM image must be uint8"):
-        L.init_state(TINY, np.zeros((4, 64, 32), np.int8))
+        L.init_state(TINY, np.zeros((4, 512, 32), np.int8))
 
 
 def test_cli_bad_input_exits_non_zero_with_one_line(capsys):

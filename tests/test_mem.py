@@ -1,6 +1,6 @@
 """MEM: Read/Write round trips, Gather/Scatter against numpy, bank conflicts and other hazards.
 
-tiny(): W1 at position 3, W0 at 4, VXM at 5, E0 at 6, E1 at 7; 64 words per slice (banks: 0..31, 32..63).
+tiny(): W1 at position 3, W0 at 4, VXM at 5, E0 at 6, E1 at 7; 512 words per slice (banks: 0..255, 256..511).
 Delays: Read 2, Write 1, Gather 3, Scatter 2.
 """
 
@@ -116,9 +116,9 @@ def test_scatter_against_numpy(seed):
 
 
 def _read_during_commit(read_addr: int):
-    # E0 reads nothing useful at 0 ... set-up: W0 writes stream E7 (zeros) to address 40 (bank 1) at t=1: the commit
-    # is due at 2. W0 also reads `read_addr` at 2: the same cycle.
-    q = {"MEM.W0": nop(1) + [Instruction("Write", (40, E(7))), Instruction("Read", (read_addr, E(1)))]}
+    # E0 reads nothing useful at 0 ... set-up: W0 writes stream E7 (zeros) to address 300 (bank 1) at t=1: the
+    # commit is due at 2. W0 also reads `read_addr` at 2: the same cycle.
+    q = {"MEM.W0": nop(1) + [Instruction("Write", (300, E(7))), Instruction("Read", (read_addr, E(1)))]}
     state, _ = run_tiny(q, None, 5)
     return _hazards(state)
 
@@ -129,7 +129,7 @@ def test_read_one_bank_while_committing_the_other():
 
 
 def test_bank_conflict_counted_with_cycle_and_place():
-    count, first_cycle, first_where = _read_during_commit(33)  # both bank 1
+    count, first_cycle, first_where = _read_during_commit(290)  # both bank 1
     k = HZ["bank_conflict"]
     assert count[k] == 1 and count.sum() == 1
     assert first_cycle[k] == 2
@@ -137,12 +137,12 @@ def test_bank_conflict_counted_with_cycle_and_place():
 
 
 def test_hazard_report_in_words():
-    q = {"MEM.W0": nop(1) + [Instruction("Write", (40, E(7))), Instruction("Read", (33, E(1)))]}
+    q = {"MEM.W0": nop(1) + [Instruction("Write", (300, E(7))), Instruction("Read", (290, E(1)))]}
     state, _ = run_tiny(q, None, 5)
     assert L.hazard_report(TINY, state) == ["bank_conflict: 1 (first at cycle 2, MEM slice W0, bank 1)"]
     q = {"VXM.0": [Instruction("mov.i8", (E(3), E(0)))], "VXM.2": [Instruction("mov.i8", (E(3), E(1)))]}
     state, _ = run_tiny(q, None, 4)
-    assert L.hazard_report(TINY, state) == ["stream_conflict: 1 (first at cycle 1, stream E3 at the VXM (position 5))"]
+    assert L.hazard_report(TINY, state) == ["stream_conflict: 1 (first at cycle 1, stream E3 at position 5, lost by VXM ALU 0)"]
     assert L.hazard_report(TINY, run_tiny({}, None, 2)[0]) == []
 
 
@@ -172,4 +172,5 @@ def test_stream_conflict_between_alus():
     state, _ = run_tiny(q, None, 4)
     count, first_cycle, first_where = _hazards(state)
     k = HZ["stream_conflict"]
-    assert count[k] == 1 and first_cycle[k] == 1 and first_where[k] == 3  # stream E3, landing at 0 + 1
+    assert count[k] == 1 and first_cycle[k] == 1 and first_where[k] == (TINY.n_mem + 0) * 2 * TINY.n_streams + 3
+    # (where = the losing port, VXM ALU 0, times 2S, plus stream E3; it lands at 0 + 1)
