@@ -1,0 +1,119 @@
+"""A timeline: instructions placed at exact cycles on ICU queues, turned into a `Program` with NOPs and Repeats.
+
+Kernel generators (and the compiler) think in "this Read issues at cycle 1234 on MEM.W17". `Timeline` records
+that, refuses to put two instructions on one queue in one cycle (an `ABC.f16` holds its queue two cycles), keeps
+a set of other reserved resources (SRAM banks per cycle, ...) and finally writes each queue as the shortest list
+the ICU rules allow (icu.py): gaps become `NOP n`, runs of one instruction at a constant interval whose field 1
+(Read/Write address, LW row, ACC row) advances by a constant stride become `I; [NOP d - occupancy;] Repeat n, d, s`.
+Every queue starts at cycle 0 (no Sync is needed: a program is statically timed from its first cycle).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .. import isa
+from ..config import ChipConfig
+
+__all__ = ["Timeline", "TimelineError"]
+
+
+class TimelineError(ValueError):
+    """Two instructions on one queue in one cycle, or a resource reserved twice."""
+
+
+def _strided(ins: isa.Instruction) -> bool:
+    return isa._OPCODE.get(ins.mnemonic) in isa.STRIDED
+
+
+class Timeline:
+    """Instructions at exact cycles, per queue, plus a set of reserved resources."""
+
+    def __init__(self, cfg: ChipConfig):
+        self.cfg = cfg
+        self._names = set(isa.queue_names(cfg))
+        self.events: dict[str, dict[int, isa.Instruction]] = defaultdict(dict)
+        self._busy: dict[str, set[int]] = defaultdict(set)
+        self._reserved: set = set()
+
+    # ------------------------------------------------------------------ placing
+    def free(self, queue: str, cycle: int, occupancy: int = 1) -> bool:
+        """Whether `queue` can issue an instruction occupying `occupancy` cycles at `cycle`."""
+        busy = self._busy[queue]
+        return cycle >= 0 and all(cycle + i not in busy for i in range(occupancy))
+
+    def place(self, queue: str, cycle: int, ins: isa.Instruction) -> None:
+        """Issue `ins` on `queue` at `cycle`. Raises TimelineError if the queue is taken then."""
+        if queue not in self._names:
+            raise TimelineError(f"unknown queue {queue!r} for {self.cfg.name}")
+        occ = isa.occupancy(ins.mnemonic)
+        if not self.free(queue, cycle, occ):
+            raise TimelineError(f"{queue} is already busy at cycle {cycle} (placing `{ins}`)")
+        self.events[queue][cycle] = ins
+        self._busy[queue].update(range(cycle, cycle + occ))
+
+    def taken(self, key) -> bool:
+        return key in self._reserved
+
+    def reserve(self, key) -> None:
+        """Reserve a resource (any hashable, e.g. ("bank", slice, bank, cycle)). Raises if already reserved."""
+        if key in self._reserved:
+            raise TimelineError(f"resource {key} reserved twice")
+        self._reserved.add(key)
+
+    @property
+    def last_cycle(self) -> int:
+        """The last cycle any instruction issues at (-1 if none)."""
+        return max((max(ev) for ev in self.events.values() if ev), default=-1)
+
+    # ------------------------------------------------------------------ writing
+    def program(self) -> isa.Program:
+        """The Program that issues every placed instruction at its cycle, in queue order."""
+        return isa.Program({q: self._queue(self.events[q]) for q in isa.queue_names(self.cfg) if self.events.get(q)})
+
+    @staticmethod
+    def _queue(events: dict[int, isa.Instruction]) -> list[isa.Instruction]:
+        times = sorted(events)
+        out: list[isa.Instruction] = []
+        free = 0  # the cycle the queue next fetches
+        i = 0
+        while i < len(times):
+            t0, ins = times[i], events[times[i]]
+            occ = isa.occupancy(ins.mnemonic)
+            j = i  # extend a run i..j at interval d, stride s
+            if i + 1 < len(times):
+                d = times[i + 1] - t0
+                nxt = events[times[i + 1]]
+                s = _run_step(ins, nxt)
+                if d >= occ and s is not None:
+                    j = i + 1
+                    while j + 1 < len(times) and times[j + 1] - times[j] == d and _run_step(
+                        events[times[j]], events[times[j + 1]]
+                    ) == s:
+                        j += 1
+                    # the Repeat holds the queue until t_j + d: the next event must not come sooner
+                    if j + 1 < len(times) and times[j + 1] < times[j] + d:
+                        j -= 1
+            if t0 > free:
+                out.append(isa.Instruction("NOP", (t0 - free,)))
+            out.append(ins)
+            if j > i:
+                if d > occ:
+                    out.append(isa.Instruction("NOP", (d - occ,)))
+                out.append(isa.Instruction("Repeat", (j - i, d, s)))
+                free = times[j] + d
+            else:
+                free = t0 + occ
+            i = j + 1
+        return out
+
+
+def _run_step(a: isa.Instruction, b: isa.Instruction) -> int | None:
+    """The stride that turns `a` into `b` (0 if equal), or None if no Repeat can."""
+    if a.mnemonic != b.mnemonic:
+        return None
+    if a.operands == b.operands:
+        return 0
+    if _strided(a) and a.operands[1:] == b.operands[1:]:
+        return b.operands[0] - a.operands[0]
+    return None
