@@ -11,6 +11,7 @@ from .base import Kernel, run_kernel
 from .gemm import gemm
 from .layout import Allocator, CapacityError, TensorLayout
 from .timeline import Timeline, TimelineError
+from .transpose import transpose
 
 __all__ = [
     "Allocator",
@@ -21,4 +22,5 @@ __all__ = [
     "TimelineError",
     "gemm",
     "run_kernel",
+    "transpose",
 ]

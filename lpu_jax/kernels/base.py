@@ -35,6 +35,8 @@ class Kernel:
     macs: int = 0
     peak_macs_per_cycle: int = 0
     zeros: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """Values the program reads besides its inputs (e.g. lane maps), placed at `layouts[name]` by `mem_image`."""
 
     @property
     def utilisation(self) -> float:
@@ -53,6 +55,8 @@ class Kernel:
             raise ValueError(f"kernel {self.name} needs input {missing[0]!r} (inputs: {', '.join(self.inputs)})")
         for k in self.inputs:
             self.layouts[k].place(cfg, mem, values[k])
+        for k, v in self.constants.items():
+            self.layouts[k].place(cfg, mem, v)
         if len(self.zeros):
             mem[self.zeros[:, 0], self.zeros[:, 1]] = 0
         return mem
