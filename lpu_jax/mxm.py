@@ -73,6 +73,10 @@ def mxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
 
     Returns (state, port outputs for `pipeline.emit`, hazards)."""
     Pl, L, D = cfg.n_planes, cfg.n_lanes, cfg.delay_slots
+    if Pl == 0:
+        none = jnp.zeros((0,), jnp.int32)
+        return state, {"valid": none > 0, "sid": none, "width": none, "data": jnp.zeros((0, 4, L), jnp.uint8),
+                       "delay": none}, []
     c = state.cycle
     m = state.mxm
     w_ins, a_ins, c_ins = ins[0::3], ins[1::3], ins[2::3]

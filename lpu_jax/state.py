@@ -211,6 +211,8 @@ def record_hazards(h: Hazards, hits: list[tuple[int, jnp.ndarray, jnp.ndarray]],
     n = [jnp.zeros((), jnp.int32)] * K
     w = [jnp.full((), -1, jnp.int32)] * K
     for kind, hit, where in hits:
+        if hit.size == 0:  # a unit this config does not have
+            continue
         hit = hit.reshape(-1)
         n[kind] = n[kind] + jnp.sum(hit, dtype=jnp.int32)
         wh = jnp.broadcast_to(where, hit.shape if where.ndim == 0 else where.shape).reshape(-1)

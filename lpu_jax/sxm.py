@@ -84,6 +84,9 @@ def sxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> dict:
     """One cycle of every SXM unit. `ins` int32 [U, F]. Returns the port outputs for `pipeline.emit` (SXM_PORTS
     ports per unit: a transpose uses all four, every other op the first)."""
     U, L, G = ins.shape[0], cfg.n_lanes, cfg.lanes_per_superlane
+    if U == 0:
+        none = jnp.zeros((0,), jnp.int32)
+        return {"valid": none > 0, "sid": none, "width": none, "data": jnp.zeros((0, 4, L), jnp.uint8), "delay": none}
     op, dst, src, n = ins[:, 0], ins[:, 2], ins[:, 3], ins[:, 4]
     active = (op >= isa.SHIFT_UP) & (op <= isa.TRANSPOSE)
     transpose = op == isa.TRANSPOSE
