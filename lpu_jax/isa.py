@@ -24,7 +24,7 @@ Array encoding (what the jitted simulator reads): every instruction is one row o
   VXM   op.T D, A[, B[, C]]      [32 + op, T, T2, D, A, B, C]   (T, T2: dtype codes, dtypes.DTYPES)
 Field 1 is the one a `Repeat` stride advances (Read/Write address, LW row, ACC accumulator row).
   opcode 0 is HALT: the padding after a queue's last instruction.
-A program is `int32 [n_queues, L, N_FIELDS]`, L a power of two >= 8 (a size class: programs of one class share
+A program is `int32 [n_queues, L, N_FIELDS]`, L a power of two >= 64 (a size class: programs of one class share
 one compiled simulator).
 """
 
@@ -512,9 +512,13 @@ def encode_instruction(cfg: ChipConfig, ins: Instruction) -> list[int]:
     return row
 
 
+MIN_LENGTH = 64
+"""Smallest size class: small programs share one compiled simulator (a row of padding costs nothing per cycle)."""
+
+
 def size_class(n: int) -> int:
-    """Padded queue length: the next power of two >= max(n + 1, 8) (one HALT always follows)."""
-    L = 8
+    """Padded queue length: the next power of two >= max(n + 1, MIN_LENGTH) (one HALT always follows)."""
+    L = MIN_LENGTH
     while L < n + 1:
         L *= 2
     return L

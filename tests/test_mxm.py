@@ -9,7 +9,7 @@ at t + d(mxm.abc) + (n_superlanes - 1) = t + 4 + 1; an emitted row lands at the 
 from __future__ import annotations
 
 import numpy as np
-from conftest import TINY, blank_mem, mem_index
+from conftest import TINY, TRACE, blank_mem, mem_index
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +21,7 @@ from lpu_jax.kernels import Timeline
 
 NL = TINY.n_lanes
 HZ = {k: i for i, k in enumerate(L.HAZARDS)}
-TR = ("landed_sid", "landed_data", "issued")
+TR = TRACE  # the suite-wide trace fields: one compiled simulator for all
 ABC_LAT = TINY.delay("mxm.abc") + TINY.n_superlanes - 1
 D_ACC, D_IW, D_R = TINY.delay("mxm.acc"), TINY.delay("mxm.iw"), TINY.delay("Read")
 
