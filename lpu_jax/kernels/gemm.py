@@ -116,21 +116,28 @@ class _Gemm:
                     self.wst[p] = (nxt + i * n_w, n_w)
 
     def _slices(self):
-        """MEM slice roles: 4 result slices per plane, activation slice groups (one per plane), weight slices.
+        """MEM slice roles, sized by the words each operand needs: result slices (4 per plane, one per byte, or a
+        multiple), one activation slice group per plane, and weight slices (at least one per weight stream).
         Too few slices: roles share slices (the scheduler then spaces their accesses)."""
-        M = self.cfg.n_mem
+        M, L = self.cfg.n_mem, self.cfg.n_lanes
         P = len(self.planes)
         if M < 4:
-            raise CapacityError(f"gemm: needs at least 4 MEM slices (one per byte of a 32-bit result); {self.cfg.name} "
-                                f"has {M}")
-        pool = list(range(M))
-        take = iter(pool * (1 + (8 * P + 64) // M))
-        self.cs = {p: [next(take) for _ in range(4)] for p in self.planes}
-        left = max(M - 4 * P, 0)
+            raise CapacityError(
+                f"gemm: needs at least 4 MEM slices (one per byte of a 32-bit result); {self.cfg.name} has {M}"
+            )
         n_w = max(n for _, n in self.wst.values())
-        ga = max(self.wa, (left // 2) // P)
-        self.ag = [[next(take) for _ in range(ga)] for _ in range(P)]
-        nb = min(M, max(n_w, left - ga * P))
+        need = {"a": self.M * self.At * self.wa, "b": self.Kt * self.Nt * L, "c": self.M * self.Nt * 4}
+        total = sum(need.values())
+        if M >= 4 * P + self.wa * P + n_w:
+            nc = max(1, min(round(M * need["c"] / total / (4 * P)), (M - self.wa * P - n_w) // (4 * P)))
+            na = max(self.wa, min(round(M * need["a"] / total / P), (M - 4 * P * nc - n_w) // P))
+            nb = M - 4 * P * nc - na * P
+        else:
+            nc, na, nb = 1, self.wa, min(M, n_w)
+        take = iter(list(range(M)) * (1 + (4 * P * nc + na * P + nb) // M))
+        self.cs = {p: [[next(take) for _ in range(nc)] for _ in range(4)] for p in self.planes}
+        self.ag = [[next(take) for _ in range(na)] for _ in range(P)]
+        nb = min(M, nb)
         self.bs = [next(take) for _ in range(nb)]  # nb <= M consecutive takes: distinct slices
         self.chunk = min(n_w, nb)  # rows per LW: each from its own slice
 
@@ -152,11 +159,14 @@ class _Gemm:
         # B: every byte row r (0..L-1) of every weight tile (k tile, n tile), padding rows included.
         bsl = np.zeros((self.Kt, self.Nt, L), np.int32)
         bad = np.zeros_like(bsl)
-        nb = len(self.bs)
+        # byte row r of a tile comes from slice g*chunk + r % chunk of the B slices, g rotating over the tiles:
+        # each slice then serves one stream of the LW chunks, at consecutive addresses (a Read + Repeat per tile)
+        groups = max(1, len(self.bs) // self.chunk)
         for kk in range(self.Kt):
             for n in range(self.Nt):
+                g = (kk * self.Nt + n) % groups
                 for r in range(L):
-                    s = self.bs[r % nb]
+                    s = self.bs[g * self.chunk + r % self.chunk]
                     bsl[kk, n, r], bad[kk, n, r] = s, alloc.take(s, 1, "gemm operand B")
         self.bsl, self.bad = bsl, bad
         # the real rows of B as a TensorLayout [K, N] (bytes j of row k: byte row k*wa + j of its tile)
@@ -169,15 +179,19 @@ class _Gemm:
         real = np.zeros(bsl.shape, bool)
         real[kk[:, None, None], np.arange(self.Nt)[None, :, None], rows[:, None, :]] = True
         self.zeros = np.stack([bsl[~real], bad[~real]], 1).astype(np.int32)
-        # C [M, N]: plane p's results, byte j, in slice cs[p][j], in the order the plane emits them.
+        # C [M, N]: plane p's results, byte j, in its slices cs[p][j] (unit by unit in turn), in emission order.
         c_sl = np.zeros((M, self.Nt, 4), np.int32)
         c_ad = np.zeros_like(c_sl)
+        done = {p: 0 for p in self.planes}
         for u in self.units:
             n, b = u
             m0, m1 = self.mblocks[b]
-            for j, s in enumerate(self.cs[self.plane_of[u]]):
+            p = self.plane_of[u]
+            for j, group in enumerate(self.cs[p]):
+                s = group[done[p] % len(group)]
                 c_sl[m0:m1, n, j] = s
                 c_ad[m0:m1, n, j] = alloc.take(s, m1 - m0, "gemm result C") + np.arange(m1 - m0)
+            done[p] += 1
         out = "f32" if self.f16 else "i32"
         self.layouts = {
             "a": TensorLayout((self.M, self.K), self.dtype, a_sl, a_ad),
