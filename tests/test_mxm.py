@@ -205,3 +205,46 @@ def test_abc_f16_repeat_needs_an_interval_of_two():
         assert "occupies its queue 2 cycles" in str(e)
     else:
         raise AssertionError("Repeat of ABC.f16 every cycle was accepted")
+
+
+def test_groqchip1_installs_all_four_planes_in_under_40_cycles_when_streams_are_full():
+    """P20: all weights installed in < 40 cycles. Each edge's 32 streams feed its two planes 16 rows a cycle each,
+    so every plane's 320 rows load in 20 cycles (LW), and the IW issued right after is in use d(mxm.iw) later."""
+    cfg = L.groqchip1()
+    Lc, dR, d_iw = cfg.n_lanes, cfg.delay("Read"), cfg.delay("mxm.iw")
+    lat = cfg.delay("mxm.abc") + cfg.n_superlanes - 1
+    rng = np.random.default_rng(11)
+    w = rng.integers(-128, 128, (4, Lc, Lc), dtype=np.int8)
+    x = rng.integers(-128, 128, (4, Lc), dtype=np.int8)
+    mem = np.zeros((cfg.n_mem, cfg.mem_words, Lc), np.uint8)
+    pos_m = cfg.positions[cfg.mem_slices]
+    west = sorted(range(cfg.n_mem // 2), key=lambda s: pos_m[s])[:33]
+    east = sorted(range(cfg.n_mem // 2, cfg.n_mem), key=lambda s: -pos_m[s])[:33]
+    tl = Timeline(cfg)
+    t0 = 40  # the first LW: late enough for every Read to issue at a cycle >= 0
+    for p in range(4):
+        din = "EW"[cfg.plane_in_dir(p)]
+        near = west if din == "W" else east
+        slices = near[16 * (p % 2) : 16 * (p % 2) + 16]
+        pp = int(cfg.positions[cfg.mxm_slices[p]])
+        for j in range(Lc // 16):  # 20 LWs of 16 rows
+            for i, s in enumerate(slices):
+                mem[s, j] = w[p, 16 * j + i].view(np.uint8)
+                tl.place(f"MEM.{cfg.mem_names[s]}", t0 + j - dR - abs(int(pos_m[s]) - pp),
+                         I("Read", (j, isa.Stream(din, 16 * (p % 2) + i))))
+            tl.place(f"MXM.{p}.W", t0 + j, I("LW", (16 * j, isa.Stream(din, 16 * (p % 2)), 16)))
+        t_iw = t0 + Lc // 16
+        tl.place(f"MXM.{p}.W", t_iw, I("IW"))
+        t_abc = t_iw + d_iw  # the first cycle the new weights are in use
+        s = near[32]
+        mem[s, 100 + p] = x[p].view(np.uint8)
+        q = f"MEM.{cfg.mem_names[s]}"
+        tl.place(q, t_abc - dR - abs(int(pos_m[s]) - pp), I("Read", (100 + p, isa.Stream(din, 0))))
+        tl.place(f"MXM.{p}.A", t_abc, I("ABC.i8", (isa.Stream(din, 0),)))
+        tl.place(f"MXM.{p}.C", t_abc + lat, I("ACC.i32", (0, 0, isa.Stream("EW"[1 - cfg.plane_in_dir(p)], 0))))
+    assert t_abc - t0 == Lc // 16 + d_iw < 40
+    state, _ = L.run(cfg, tl.program(), L.init_state(cfg, mem), t_abc + lat + 2, donate=True)
+    acc = np.asarray(state.mxm.acc)[:, 0].view(np.int32)
+    for p in range(4):
+        np.testing.assert_array_equal(acc[p], x[p].astype(np.int64) @ w[p].astype(np.int64), err_msg=f"plane {p}")
+    assert L.hazard_report(cfg, state) == []
