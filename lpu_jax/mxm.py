@@ -17,8 +17,9 @@ activations off westward streams and emits eastward; an east plane the reverse. 
     y_j = the exact sum of the K products, rounded once to fp32 (`dotmath.dot_f16`). It occupies the plane (and
     its queue) 2 cycles: 4 planes give 2 fp16 sub-ops per cycle, a quarter of the int8 MAC rate (P22).
   * `ACC.T a, m, D` (T = i32 for ABC.i8, f32 for ABC.f16): takes the product due at t and sets accumulator row a to
-    it (mode bit 1 clear) or adds it (bit 1 set: int32 wrap-around, or fp32 round-to-nearest-even); with mode
-    bit 2 the new row value goes out on the 4-stream group D at t + d(mxm.acc).
+    it (m & ACC_ADD == 0) or adds it (m & ACC_ADD: int32 wrap-around, or fp32 round-to-nearest-even); with
+    m & ACC_EMIT the new row value goes out on the 4-stream group D at t + d(mxm.acc) (isa.ACC_ADD = 1,
+    isa.ACC_EMIT = 2).
 An ACC with no product of its type due, or a product due with no ACC, is an `mxm_unpaired` hazard (where =
 plane): the ACC then uses a zero product, the orphan product is lost.
 """

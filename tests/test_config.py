@@ -42,7 +42,15 @@ def test_every_assumption_has_a_documented_default():
     import lpu_jax.config as c
 
     src = open(c.__file__).read()
-    for field in ("slice_positions", "delays", "group_byte_order", "group_aligned", "stagger_cycles"):
+    for field in (
+        "slice_positions",
+        "delays",
+        "group_byte_order",
+        "group_aligned",
+        "stagger_cycles",
+        "mxm_acc_rows",
+        "sxm_units",
+    ):
         i = src.index(f"    {field}:")
         assert '"""[A]' in src[i : i + 400], field
 
@@ -52,6 +60,8 @@ def test_every_assumption_has_a_documented_default():
     [
         (dict(n_superlanes=0), "n_superlanes"),
         (dict(n_streams=6), "n_streams"),
+        (dict(mxm_acc_rows=0), "mxm_acc_rows"),
+        (dict(sxm_units=0), "sxm_units"),
         (dict(mem_words=7), "mem_words"),
         (dict(mem_words=1 << 17), "mem_words"),
         (dict(floorplan=("MEM", "VXM", "MEM", "MEM")), "floorplan"),
@@ -74,3 +84,9 @@ def test_bad_config_names_the_field(kw, field):
 def test_latency_adds_the_stagger_once():
     cfg = L.groqchip1()
     assert cfg.latency_s(880) == pytest.approx((880 + 20) / 900e6)
+
+
+def test_ring_depth_must_cover_the_cross_superlane_latencies():
+    # groqchip1: an ABC's product is due d(mxm.abc) + 19 = 23 cycles later, so 20 ring slots cannot hold it
+    with pytest.raises(L.ConfigError, match=r"ChipConfig\.max_delay_slots: must exceed mxm.abc plus the cross"):
+        L.ChipConfig(max_delay_slots=20)

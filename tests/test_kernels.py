@@ -23,7 +23,7 @@ from lpu_jax.isa import E, W
 from lpu_jax.isa import Instruction as I
 from lpu_jax.kernels import CapacityError, Timeline, gemm, run_kernel, transpose
 
-LENGTH = 1024  # every kernel run encodes at (at least) this size class: one compiled simulator for the file
+LENGTH = 1024  # every kernel run encodes at (at least) this size class: one compiled simulator for the suite
 HZ_FREE: list[str] = []
 
 

@@ -62,16 +62,15 @@ class Kernel:
         return mem
 
 
-def run_kernel(kernel: Kernel, values: dict[str, np.ndarray], length: int | None = None, **run_kw):
+def run_kernel(kernel: Kernel, values: dict[str, np.ndarray], length: int = 1024, **run_kw):
     """Run `kernel` on the simulator from a quiet machine with its inputs placed. Returns (outputs dict, state).
 
-    `length`: encode the program at least at this padded queue length (a power of two), so that kernels of
-    different sizes share one compiled simulator. Extra keyword arguments go to `sim.run` (e.g. `chunk`)."""
+    `length`: encode the program at least at this padded queue length (a power of two; default 1024), so that
+    kernels of different sizes share one compiled simulator. Extra keyword arguments go to `sim.run` (e.g. `chunk`)."""
     cfg = kernel.cfg
     state = init_state(cfg, kernel.mem_image(values))
-    if length is not None:
-        longest = max((len(q) for q in kernel.program.queues.values()), default=0)
-        length = max(length, isa.size_class(longest))
+    longest = max((len(q) for q in kernel.program.queues.values()), default=0)
+    length = max(length, isa.size_class(longest))
     prog = isa.encode(cfg, kernel.program, length=length)
     state, _ = run(cfg, prog, state, kernel.cycles, donate=True, **run_kw)
     img = mem_image(cfg, state)
