@@ -446,6 +446,8 @@ def _operand_names(m: str, sig: tuple[str, ...]) -> list[str]:
 
 def _check_unit_operands(cfg: ChipConfig, queue: str, m: str, ops) -> str | None:
     """MXM direction and span rules (docs/mxm.md)."""
+    if m == "Transpose.sg16" and cfg.lanes_per_superlane != 16:
+        return f"Transpose.sg16 needs 16-lane superlanes; {cfg.name} has {cfg.lanes_per_superlane}"
     if unit_of(m) != "MXM" or m == "IW":
         return None
     plane = int(queue.split(".")[1])

@@ -76,8 +76,11 @@ def mxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
     Pl, L, D = cfg.n_planes, cfg.n_lanes, cfg.delay_slots
     if Pl == 0:
         none = jnp.zeros((0,), jnp.int32)
-        return state, {"valid": none > 0, "sid": none, "width": none, "data": jnp.zeros((0, 4, L), jnp.uint8),
-                       "delay": none}, []
+        return (
+            state,
+            {"valid": none > 0, "sid": none, "width": none, "data": jnp.zeros((0, 4, L), jnp.uint8), "delay": none},
+            [],
+        )
     c = state.cycle
     m = state.mxm
     w_ins, a_ins, c_ins = ins[0::3], ins[1::3], ins[2::3]
@@ -108,9 +111,7 @@ def mxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
 
     # 3. IW: stage the buffer as it is now; it becomes the array d(mxm.iw) cycles later.
     is_iw = w_ins[:, 0] == isa.IW
-    staged = jax.lax.cond(
-        jnp.any(is_iw), lambda s: jnp.where(is_iw[:, None, None], wbuf, s), lambda s: s, m.staged
-    )
+    staged = jax.lax.cond(jnp.any(is_iw), lambda s: jnp.where(is_iw[:, None, None], wbuf, s), lambda s: s, m.staged)
     install_due = jnp.where(is_iw, c + cfg.delay("mxm.iw"), jnp.where(due_now, -1, m.install_due))
 
     # 4. ABC: activations in, products filed to be due abc_latency cycles later.

@@ -38,7 +38,7 @@ NEVER = np.int32(2**31 - 1)
 HAZARDS = (
     "bank_conflict",  # two SRAM accesses to one bank of one MEM slice in one cycle
     "port_conflict",  # two results (or two SRAM commits) due on one port of a unit in one cycle; the later issue wins
-    "stream_conflict",  # two VXM ALUs write one stream in the same cycle (the higher ALU index wins)
+    "stream_conflict",  # two ports at one position (VXM ALUs, SXM units) write one stream in one cycle (higher wins)
     "address_range",  # a Gather/Scatter lane address >= mem_words (the lane reads 0 / writes nothing)
     "mxm_unpaired",  # an ACC with no product of its type due on its plane, or a product due with no ACC to take it
 )
@@ -270,6 +270,7 @@ def hazard_report(cfg: ChipConfig, state: MachineState) -> list[str]:
             place = f"MXM plane {w}"
         else:
             p, sid = divmod(w, 2 * S)
-            place = f"stream {'EW'[sid // S]}{sid % S} at position {int(port_positions(cfg)[p])}, lost by {port_name(cfg, p)}"
+            stream = f"{'EW'[sid // S]}{sid % S}"
+            place = f"stream {stream} at position {int(port_positions(cfg)[p])}, lost by {port_name(cfg, p)}"
         lines.append(f"{kind}: {int(count[k])} (first at cycle {int(cyc[k])}, {place})")
     return lines

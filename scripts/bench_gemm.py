@@ -6,7 +6,8 @@
 For each shape MxKxN: the generator's time, the schedule's cycles and MXM utilisation (useful MACs / (peak MACs
 x cycles)), the latency at the configured clock (stagger included), then the simulator's wall time to run every
 cycle (after a warm-up run on a scratch state that compiles the scans; its time, compile included, is compile_s),
-and whether the result is bit-exact against numpy (int8) or within the documented bound (fp16). Prints a table and writes JSON with --json.
+and whether the result is bit-exact against numpy (int8) or within the documented bound (fp16). Prints a table
+and writes JSON with --json.
 """
 
 from __future__ import annotations

@@ -142,7 +142,8 @@ def test_hazard_report_in_words():
     assert L.hazard_report(TINY, state) == ["bank_conflict: 1 (first at cycle 2, MEM slice W0, bank 1)"]
     q = {"VXM.0": [Instruction("mov.i8", (E(3), E(0)))], "VXM.2": [Instruction("mov.i8", (E(3), E(1)))]}
     state, _ = run_tiny(q, None, 4)
-    assert L.hazard_report(TINY, state) == ["stream_conflict: 1 (first at cycle 1, stream E3 at position 5, lost by VXM ALU 0)"]
+    want = "stream_conflict: 1 (first at cycle 1, stream E3 at position 5, lost by VXM ALU 0)"
+    assert L.hazard_report(TINY, state) == [want]
     assert L.hazard_report(TINY, run_tiny({}, None, 2)[0]) == []
 
 

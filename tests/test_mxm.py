@@ -230,8 +230,11 @@ def test_groqchip1_installs_all_four_planes_in_under_40_cycles_when_streams_are_
         for j in range(Lc // 16):  # 20 LWs of 16 rows
             for i, s in enumerate(slices):
                 mem[s, j] = w[p, 16 * j + i].view(np.uint8)
-                tl.place(f"MEM.{cfg.mem_names[s]}", t0 + j - dR - abs(int(pos_m[s]) - pp),
-                         I("Read", (j, isa.Stream(din, 16 * (p % 2) + i))))
+                tl.place(
+                    f"MEM.{cfg.mem_names[s]}",
+                    t0 + j - dR - abs(int(pos_m[s]) - pp),
+                    I("Read", (j, isa.Stream(din, 16 * (p % 2) + i))),
+                )
             tl.place(f"MXM.{p}.W", t0 + j, I("LW", (16 * j, isa.Stream(din, 16 * (p % 2)), 16)))
         t_iw = t0 + Lc // 16
         tl.place(f"MXM.{p}.W", t_iw, I("IW"))

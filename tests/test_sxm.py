@@ -37,7 +37,7 @@ from lpu_jax.pipeline import port_positions
 NL = 32  # lanes on tiny
 G = 16  # lanes per superlane
 NS = 16  # streams per direction
-N_CYC = 40  # every run is 40 cycles, every program of size class 8: one compiled simulator for the file
+N_CYC = 40  # every run is 40 cycles, programs of the smallest size class: one compiled simulator for all
 UNITS = ("SXM.W.0", "SXM.W.1", "SXM.E.0", "SXM.E.1")
 SXM_POS = {"W": 2, "E": 8}
 MEM_POS = {"W1": 3, "W0": 4, "E0": 6, "E1": 7}
@@ -134,7 +134,7 @@ class Rig:
 
     def feed(self, sxm: str, vec: np.ndarray, arrive: int, stream: Stream) -> None:
         """Read `vec` from some MEM slice so that it is on `stream` at SXM slice `sxm` at cycle `arrive`. The slice
-        with the fewest reads so far that is free then: queues stay short (<= 7 instructions: size class 8)."""
+        with the fewest reads so far that is free then: queues stay short (<= 7 instructions)."""
         p = SXM_POS[sxm]
         for name, q in sorted(MEM_POS.items(), key=lambda kv: (self.addr[kv[0]], abs(kv[1] - p))):
             if (stream.dir == "W") != (q > p):  # the stream must flow from the slice to the SXM
@@ -164,7 +164,7 @@ class Rig:
         self.tl.place(unit, t, I(mnemonic, ops))
 
     def run(self):
-        prog = L.encode(TINY, self.tl.program(), length=8)
+        prog = L.encode(TINY, self.tl.program())
         return L.run(TINY, prog, L.init_state(TINY, self.mem), N_CYC, trace=TRACE)
 
 
@@ -276,7 +276,7 @@ def test_shift_up_by_1_by_hand():
     tl.place("MEM.W1", 5, I("Read", (7, W(0))))
     tl.place("SXM.W.0", 8, I("Shift.up", (E(8), W(0), 1)))
     tl.place("MEM.W1", 11, I("Write", (300, E(8))))
-    state, tr = L.run(TINY, L.encode(TINY, tl.program(), length=8), L.init_state(TINY, mem), N_CYC, trace=TRACE)
+    state, tr = L.run(TINY, L.encode(TINY, tl.program()), L.init_state(TINY, mem), N_CYC, trace=TRACE)
     want = np.concatenate([[0], a[:-1]]).astype(np.uint8)
     assert landings(tr, "SXM.W.0") == [(10, 0, sid(E(8)))]
     np.testing.assert_array_equal(L.mem_image(TINY, state)[mem_index(TINY, "W1"), 300], want)
@@ -380,7 +380,7 @@ ARRIVE = (0, 1, 2, 6)
 """Cycle offsets at which packets 0..3 reach an SXM in the transpose tests. No two differ by 3 (a transpose's
 delay): a result landing on the source streams never overwrites a packet passing, and an eastward result landing at
 the east SXM never meets one arriving from the west SXM 6 hops away (9 cycles after its issue). Each MEM slice
-reads once per packet: NOP, Read, Read, Read, NOP, Read fits a queue of size class 8."""
+reads once per packet: NOP, Read, Read, Read, NOP, Read fits a short queue."""
 
 
 def packets(rig: Rig, sxm: str, x: np.ndarray, t0: int) -> None:
@@ -618,3 +618,10 @@ def test_repeat_of_an_sxm_op_takes_no_stride():
 def test_transpose_group_not_a_multiple_of_16_only_on_an_aligned_config():
     # the same out-of-alignment group is fine where groups need not be aligned (and fits: 8 + 16 <= 32)
     L.encode(GC1.replace(group_aligned=False), L.Program({"SXM.E.0": [I("Transpose.sg16", (E(8), W(0)))]}))
+
+
+def test_transpose_sg16_needs_16_lane_superlanes():
+    cfg = TINY.replace(lanes_per_superlane=8, n_superlanes=4)  # still 32 lanes
+    prog = L.Program({"SXM.W.0": [I("Transpose.sg16", (E(0), W(0)))]})
+    with pytest.raises(L.ProgramError, match="Transpose.sg16 needs 16-lane superlanes; tiny has 8"):
+        L.encode(cfg, prog)

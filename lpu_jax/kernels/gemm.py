@@ -242,8 +242,10 @@ class _Gemm:
             src = [(int(self.bsl[kk, n, r]), int(self.bad[kk, n, r])) for r in rows]
             while True:
                 reads = [(s, a, t - dR - self._dist(s, p, True)) for s, a in src]
-                if self.tl.free(q, t) and all(self._read_ok(*x) for x in reads) and len({x[0] for x in reads}) == len(
-                    reads
+                if (
+                    self.tl.free(q, t)
+                    and all(self._read_ok(*x) for x in reads)
+                    and len({x[0] for x in reads}) == len(reads)
                 ):
                     break
                 t += 1

@@ -87,9 +87,11 @@ class Timeline:
                 s = _run_step(ins, nxt)
                 if d >= occ and s is not None:
                     j = i + 1
-                    while j + 1 < len(times) and times[j + 1] - times[j] == d and _run_step(
-                        events[times[j]], events[times[j + 1]]
-                    ) == s:
+                    while (
+                        j + 1 < len(times)
+                        and times[j + 1] - times[j] == d
+                        and _run_step(events[times[j]], events[times[j + 1]]) == s
+                    ):
                         j += 1
                     # the Repeat holds the queue until t_j + d: the next event must not come sooner
                     if j + 1 < len(times) and times[j + 1] < times[j] + d:

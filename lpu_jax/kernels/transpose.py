@@ -166,19 +166,29 @@ class _Transpose:
                             and all(self._free(s, int(maps["pmap"].addr[r, 0, k]), tq[k]) for k, s in enumerate(pm))
                             and self.tl.free(u_perm, tp)
                             and self._free(ys_, ya, tw, dW)
-                            and len({(ss, g), (gm[0], tm[0]), (gm[1], tm[1]), (pm[0], tq[0]), (pm[1], tq[1]),
-                                     (ys_, tw)}) == 6
+                            and len(
+                                {(ss, g), (gm[0], tm[0]), (gm[1], tm[1]), (pm[0], tq[0]), (pm[1], tq[1]), (ys_, tw)}
+                            )
+                            == 6
                         )
                         if ok:
                             break
                         g += 1
                     for k, s in enumerate(gm):
-                        self._mem(s, int(maps["gmap"].addr[r, 0, k]), tm[k],
-                                  I("Read", (int(maps["gmap"].addr[r, 0, k]), S(2 + k))))
+                        self._mem(
+                            s,
+                            int(maps["gmap"].addr[r, 0, k]),
+                            tm[k],
+                            I("Read", (int(maps["gmap"].addr[r, 0, k]), S(2 + k))),
+                        )
                     self._mem(ss, scratch, g, I("Gather", (S(1), S(2))))
                     for k, s in enumerate(pm):
-                        self._mem(s, int(maps["pmap"].addr[r, 0, k]), tq[k],
-                                  I("Read", (int(maps["pmap"].addr[r, 0, k]), S(4 + k))))
+                        self._mem(
+                            s,
+                            int(maps["pmap"].addr[r, 0, k]),
+                            tq[k],
+                            I("Read", (int(maps["pmap"].addr[r, 0, k]), S(4 + k))),
+                        )
                     self.tl.place(u_perm, tp, I("Permute", (S(1, self.dout), S(1), S(4))))
                     self._mem(ys_, ya, tw, I("Write", (ya, S(1, self.dout))), dW)
                     last_gather = g
