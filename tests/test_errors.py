@@ -84,6 +84,14 @@ def test_cli_bad_input_exits_non_zero_with_one_line(capsys):
     assert e.value.code == 2
 
 
+def test_cli_gemm_reports_and_checks(capsys):
+    assert main(["gemm", "20", "40", "36", "--config", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact" in out and "MXM use" in out and "cycles" in out
+    assert main(["gemm", "0", "4", "4", "--config", "tiny", "--no-run"]) == 2
+    assert capsys.readouterr().err.strip() == "lpu-jax gemm: error: gemm: M must be a positive int, got 0"
+
+
 def test_cli_demo_runs_and_checks_against_numpy(capsys):
     assert main(["demo", "--vectors", "2"]) == 0
     out = capsys.readouterr().out
