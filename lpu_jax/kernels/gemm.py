@@ -21,6 +21,7 @@ overwritten before it is used.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 
@@ -37,6 +38,7 @@ from .timeline import Timeline
 __all__ = ["gemm"]
 
 
+@functools.cache
 def _stream(direction: int, index: int) -> isa.Stream:
     return isa.Stream("EW"[direction], int(index))
 

@@ -40,6 +40,8 @@ class Timeline:
     def free(self, queue: str, cycle: int, occupancy: int = 1) -> bool:
         """Whether `queue` can issue an instruction occupying `occupancy` cycles at `cycle`."""
         busy = self._busy[queue]
+        if occupancy == 1:
+            return cycle >= 0 and cycle not in busy
         return cycle >= 0 and all(cycle + i not in busy for i in range(occupancy))
 
     def place(self, queue: str, cycle: int, ins: isa.Instruction) -> None:
@@ -50,7 +52,10 @@ class Timeline:
         if not self.free(queue, cycle, occ):
             raise TimelineError(f"{queue} is already busy at cycle {cycle} (placing `{ins}`)")
         self.events[queue][cycle] = ins
-        self._busy[queue].update(range(cycle, cycle + occ))
+        busy = self._busy[queue]
+        busy.add(cycle)
+        if occ > 1:
+            busy.update(range(cycle + 1, cycle + occ))
 
     def taken(self, key) -> bool:
         return key in self._reserved
