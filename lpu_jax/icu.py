@@ -6,9 +6,9 @@ queue for a number of cycles; the queue's next instruction issues when that time
     `ABC.f16`, which occupies 2 (`isa.occupancy`: an fp16 sub-op takes its plane two cycles);
   * `NOP n` (n >= 1): issues nothing and occupies n cycles (next issue t+n);
   * `Repeat n, d, s` (n, d >= 1) [A]: re-issues the queue's most recent unit instruction n times, at cycles
-    t, t+d, ..., t+(n-1)d, each time with its address advanced by s (Read/Write only; the advance accumulates
-    over consecutive Repeats), and occupies n*d cycles. So `Read a, E0; Repeat 3, 1, 1` reads a..a+3 in four
-    consecutive cycles, and `Read a, E0; NOP 3; Repeat 5, 4` reads every 4th cycle;
+    t, t+d, ..., t+(n-1)d, each time with its field 1 advanced by s (Read/Write address, LW row, ACC row;
+    the advance accumulates over consecutive Repeats), and occupies n*d cycles. So `Read a, E0; Repeat 3, 1, 1`
+    reads a..a+3 in four consecutive cycles, and `Read a, E0; NOP 3; Repeat 5, 4` reads every 4th cycle;
   * `Sync` parks the queue (it issues nothing until released);
   * `Notify` issued at cycle t releases every queue parked at t (including one that parks at t); a released
     queue issues its next instruction at t + d_func(Notify). `Notify` occupies 1 cycle;
@@ -50,7 +50,7 @@ def icu_step(
     f_notify = fetch & (op == isa.NOTIFY)
     f_halt = fetch & (op == isa.HALT)
 
-    # The repeated row: the last unit instruction with its address (field 1 of Read/Write) advanced.
+    # The repeated row: the last unit instruction with its field 1 advanced (isa.STRIDED: address, LW/ACC row).
     stride = jnp.where(f_repeat, cur[:, 3], q.rep_stride)
     strided = jnp.isin(q.last[:, 0], jnp.asarray(isa.STRIDED))
     rep_row = q.last.at[:, 1].add(jnp.where(strided, stride, 0))

@@ -22,8 +22,8 @@ Array encoding (what the jitted simulator reads): every instruction is one row o
         Distribute D, A, M   [29, 0, D, A, M]    (M: 1-stream lane map)
         Transpose.sg16 D, A  [30, 0, D, A]       (16-stream groups)
   VXM   op.T D, A[, B[, C]]      [32 + op, T, T2, D, A, B, C]   (T, T2: dtype codes, dtypes.DTYPES)
-Field 1 is the one a `Repeat` stride advances (Read/Write address, LW row, ACC accumulator row).
   opcode 0 is HALT: the padding after a queue's last instruction.
+Field 1 is the one a `Repeat` stride advances (Read/Write address, LW row, ACC accumulator row).
 A program is `int32 [n_queues, L, N_FIELDS]`, L a power of two >= 64 (a size class: programs of one class share
 one compiled simulator).
 """
@@ -230,6 +230,11 @@ def vxm_parts(mnemonic: str) -> tuple[str, str, str] | None:
     return (parts[0], parts[1], parts[1]) if len(parts) == 2 else None
 
 
+def opcode(mnemonic: str) -> int | None:
+    """The opcode of a non-VXM mnemonic (None for VXM ops and unknown names)."""
+    return _OPCODE.get(mnemonic)
+
+
 def signature(mnemonic: str) -> tuple[str, ...] | None:
     """Operand kinds of a mnemonic, or None if it is unknown."""
     if mnemonic in ICU_SIGS:
@@ -342,7 +347,7 @@ def validate(cfg: ChipConfig, program: Program) -> None:
                 raise _err(q, i, ins, msg)
             m = ins.mnemonic
             if unit_of(m) != "ICU":
-                last = [m, ins.operands[0] if _OPCODE.get(m) in STRIDED else None, ins.operands]
+                last = [m, ins.operands[0] if opcode(m) in STRIDED else None, ins.operands]
             elif m == "Repeat" and last is not None and last[1] is not None:
                 last[1] += ins.operands[0] * ins.operands[2]
 

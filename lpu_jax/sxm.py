@@ -63,7 +63,7 @@ def stagger_table(cfg: ChipConfig) -> np.ndarray:
 def sxm_delay(cfg: ChipConfig, mnemonic: str, n: int = 0) -> int:
     """Cycles from issue to landing of an SXM instruction (class delay + stagger), as the simulator uses them."""
     if mnemonic in ("Shift.up", "Shift.down", "Rotate.up", "Rotate.down"):
-        i = _LANE_OPS.index(isa._OPCODE[mnemonic])
+        i = _LANE_OPS.index(isa.opcode(mnemonic))
         return cfg.delay("sxm.shift") + int(stagger_table(cfg)[i, n])
     if mnemonic == "Permute":
         return cfg.delay("sxm.permute") + cfg.n_superlanes - 1

@@ -23,7 +23,7 @@ class TimelineError(ValueError):
 
 
 def _strided(ins: isa.Instruction) -> bool:
-    return isa._OPCODE.get(ins.mnemonic) in isa.STRIDED
+    return isa.opcode(ins.mnemonic) in isa.STRIDED
 
 
 class Timeline:
