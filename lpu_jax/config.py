@@ -185,6 +185,12 @@ class ChipConfig:
         need(isinstance(self.stagger_cycles, int) and self.stagger_cycles >= 0, "stagger_cycles", "must be an int >= 0")
         need(isinstance(self.mxm_acc_rows, int) and self.mxm_acc_rows >= 1, "mxm_acc_rows", "must be an int >= 1")
         need(isinstance(self.sxm_units, int) and self.sxm_units >= 1, "sxm_units", "must be an int >= 1")
+        need(
+            "MXM" not in self.floorplan or self.n_lanes <= 1024,
+            "n_superlanes",
+            f"an MXM plane of {self.n_lanes} x {self.n_lanes} is beyond the model's exact int8 dot products "
+            "(at most 1024 lanes: every int8 sum then stays below 2^24, exact in fp32)",
+        )
         cross = self.n_superlanes - 1
         for n in ("mxm.abc", "sxm.shift", "sxm.permute"):
             d = dict(self.delays)[n] + cross

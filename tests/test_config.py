@@ -61,6 +61,7 @@ def test_every_assumption_has_a_documented_default():
         (dict(n_superlanes=0), "n_superlanes"),
         (dict(n_streams=6), "n_streams"),
         (dict(mxm_acc_rows=0), "mxm_acc_rows"),
+        (dict(n_superlanes=65), "n_superlanes"),  # 1040 lanes: int8 sums could reach 2^24 + ...
         (dict(sxm_units=0), "sxm_units"),
         (dict(mem_words=7), "mem_words"),
         (dict(mem_words=1 << 17), "mem_words"),
