@@ -228,6 +228,9 @@ SYNTAX_ERRORS = [
     (".queue VXM.0\n    add.f64 E0, E0, E0\n", 2, 5, ["unknown mnemonic", "unknown element type 'f64'"]),
     (".queue VXM.0\n    and.f32 E0, E0, E0\n", 2, 5, ["unknown mnemonic", "and does not take f32"]),
     (".queue VXM.0\n    add E0, E0, E0\n", 2, 5, ["unknown mnemonic", "add.TYPE"]),
+    (".queue MXM.1.A\n    ABC.i16 W0\n", 2, 5, ["unknown mnemonic 'ABC.i16'", "the ABC forms are ABC.i8, ABC.f16"]),
+    (".queue MXM.1.W\n    lw 0, W0, 1\n", 2, 5, ["case-sensitive", "did you mean LW"]),
+    (".queue MXM.1.X\n", 1, 8, ["bad queue name 'MXM.1.X'"]),
     (".queue VXM.0\n convert.i32 E0, E0\n", 2, 2, ["unknown mnemonic", "convert.FROM.TO"]),
     (".queue MEM.W0\n    Read 0x1g, E0\n", 2, 10, ["bad integer", "'0x1g'"]),
     (".queue MEM.W0\n    Read 12a, E0\n", 2, 10, ["bad integer", "'12a'"]),
@@ -306,6 +309,7 @@ VALIDATION_ERRORS = [
     (".queue MEM.W0\n    NOP 0\n", 2, 5, ["NOP count must be >= 1, got 0"]),
     (".queue MEM.W0\n    Read 0, E0\n    Repeat 1, 0\n", 3, 5, ["Repeat count must be >= 1, got 0"]),
     (".queue MEM.W2\n    NOP 1\n", 1, 8, ["unknown queue 'MEM.W2'", "'tiny'"]),
+    (".queue MXM.4.W\n    IW\n", 1, 8, ["unknown queue 'MXM.4.W'"]),
     (".queue MEM.W0\n    NOP 1\n  .queue VXM.4\n", 3, 10, ["unknown queue 'VXM.4'"]),
 ]
 
