@@ -3,7 +3,9 @@
     python scripts/gpu_check.py [--json out.json] [--configs tiny groqchip1]
 
 Programs: (1) every VXM op on every element type it takes, on random bytes streamed out of MEM (NaN payloads,
-subnormals, extremes all occur); (2) the MEM+VXM benchmark load. For each config and program it compares the
+subnormals, extremes all occur); (2) the MEM+VXM benchmark load; (3) GEMM kernels on the MXM, int8 and fp16 (the
+fp16 inputs include subnormals, infinities and NaNs); (4) the transpose kernel (SXM Rotate and Permute, MEM
+Gather). For each config and program it compares the
 final machine state leaf by leaf and the per-cycle trace of every result landing on a stream, between the CPU
 and the default (GPU) backend, and times the benchmark load on both. Prints a table; writes JSON with --json.
 Exits 1 if any bit differs.
@@ -22,6 +24,7 @@ import lpu_jax as L
 from lpu_jax import isa, programs
 from lpu_jax.dtypes import DTYPES
 from lpu_jax.isa import E, Instruction, W
+from lpu_jax.kernels import gemm, transpose
 
 
 def op_sweep(cfg: L.ChipConfig) -> tuple[L.Program, np.ndarray, int]:
@@ -52,6 +55,27 @@ def op_sweep(cfg: L.ChipConfig) -> tuple[L.Program, np.ndarray, int]:
             body.append(Instruction(m, (W((4 * a) % S), *[E((4 * (s + 1)) % S) for s in range(n_src)])))
         q[f"VXM.{a}"] = [Instruction("NOP", (h + 4,))] + body
     return L.Program(q), mem, h + 4 + n + 12
+
+
+def kernel_cases(cfg: L.ChipConfig) -> dict:
+    """GEMMs (int8, fp16 with special values) and a transpose, as (program, mem, cycles)."""
+    rng = np.random.default_rng(1)
+    L_ = cfg.n_lanes
+    M, K, N = (40, 70, 50) if L_ < 320 else (64, 700, 330)
+    a8 = rng.integers(-128, 128, (M, K), dtype=np.int8)
+    b8 = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    bits = rng.integers(0, 2**16, (M, K), dtype=np.uint16)  # every fp16 pattern class: subnormals, inf, NaN
+    a16 = np.where(rng.random((M, K)) < 0.9, rng.standard_normal((M, K)).astype(np.float16), bits.view(np.float16))
+    b16 = rng.standard_normal((K, N)).astype(np.float16)
+    x = rng.integers(-128, 128, (L_ + 8, L_ // 2 + 3), dtype=np.int8)
+    out = {}
+    for label, k, vals in (
+        ("gemm int8", gemm(cfg, M, K, N, "i8"), {"a": a8, "b": b8}),
+        ("gemm fp16", gemm(cfg, M, K, N, "f16"), {"a": a16, "b": b16}),
+        ("transpose", transpose(cfg, *x.shape), {"x": x}),
+    ):
+        out[label] = (k.program, k.mem_image(vals), k.cycles)
+    return out
 
 
 def run_on(device, cfg, prog, mem, n, trace=("landed_data", "landed_sid")):
@@ -91,6 +115,7 @@ def main(argv=None) -> int:
                 np.zeros((cfg.n_mem, cfg.mem_words, cfg.n_lanes), np.uint8),
                 300,
             ),
+            **kernel_cases(cfg),
         }.items():
             s1, t1, _ = run_on(cpu, cfg, prog, mem, n)
             s2, t2, _ = run_on(acc, cfg, prog, mem, n)
