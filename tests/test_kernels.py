@@ -121,6 +121,32 @@ def test_timeline_program_issues_every_instruction_at_its_cycle(events):
     assert got == want
 
 
+_KINDS = {  # queue, instruction for a value v (the strided field where there is one), occupancy
+    "read": ("MEM.E1", lambda v: I("Read", (v, W(3))), 1),
+    "lw": ("MXM.2.W", lambda v: I("LW", (v % 30, E(4), 2)), 1),
+    "acc": ("MXM.0.C", lambda v: I("ACC.i32", (v % 32, 0, E(0))), 1),
+    "abc16": ("MXM.1.A", lambda v: I("ABC.f16", (W(2), v % 2)), 2),
+}
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.sampled_from(sorted(_KINDS)), st.lists(st.integers(0, 58), min_size=1, max_size=20, unique=True), st.data())
+def test_timeline_strided_and_two_cycle_instructions(kind, cycles, data):
+    """LW rows and ACC rows advance under Repeat strides like addresses; an ABC.f16 holds its queue two cycles."""
+    queue, make, occ = _KINDS[kind]
+    tl = Timeline(TINY)
+    placed = {}
+    for t in sorted(cycles):
+        if tl.free(queue, t, occ):
+            v = data.draw(st.sampled_from([t, t // 2, 5]))  # constant, strided and irregular runs
+            tl.place(queue, t, make(v))
+            placed[t] = isa.encode_instruction(TINY, make(v))
+    state, tr = L.run(TINY, tl.program(), None, 64, trace=TRACE)
+    q = isa.queue_names(TINY).index(queue)
+    got = {c: list(tr["issued"][c, q]) for c in range(64) if tr["issued"][c, q, 0]}
+    assert got == placed
+
+
 def test_timeline_refuses_a_busy_queue():
     tl = Timeline(TINY)
     tl.place("MXM.1.A", 4, I("ABC.f16", (W(2), 0)))  # holds the queue at 4 and 5
