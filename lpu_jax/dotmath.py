@@ -127,8 +127,17 @@ def dot_i8(x, w) -> jax.Array:
     x = _raw(x, jnp.uint8, jnp.int8, "x")
     w = _raw(w, jnp.uint8, jnp.int8, "w")
     _check_shapes(x, w, DOT_I8_MAX_K, "dot_i8")
-    xf = lax.bitcast_convert_type(x, jnp.int8).astype(jnp.float32)
-    wf = lax.bitcast_convert_type(w, jnp.int8).astype(jnp.float32)
+    return dot_i8_values(i8_as_f32(x), i8_as_f32(w))
+
+
+def i8_as_f32(b: jax.Array) -> jax.Array:
+    """Raw int8 bytes (uint8) -> their values as float32 (exact)."""
+    return lax.bitcast_convert_type(b, jnp.int8).astype(jnp.float32)
+
+
+def dot_i8_values(xf: jax.Array, wf: jax.Array) -> jax.Array:
+    """`dot_i8` on int8 values already held as float32 (`i8_as_f32`), for callers that keep weights decoded:
+    xf [..., K], wf [..., K, N] -> int32 [..., N]; exact for K <= 1024 (no shape checks)."""
     return _rowdot(xf, wf).astype(jnp.int32)  # an exact integer, |value| <= 2^24
 
 

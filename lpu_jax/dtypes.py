@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DTYPES", "DType", "dtype_by_code", "dtype_by_name", "pack", "pack_np", "unpack", "unpack_np"]
+__all__ = ["DTYPES", "DType", "dtype_by_code", "dtype_by_name", "pack", "pack_np", "unpack", "unpack_np", "unpack_u16"]
 
 
 class DType:
@@ -98,6 +98,11 @@ def pack(x: jax.Array, dtype: DType | str, byte_order: str = "little") -> jax.Ar
     if byte_order == "big":
         b = b[..., ::-1]
     return jnp.swapaxes(b, -1, -2)
+
+
+def unpack_u16(g: jax.Array, byte_order: str = "little") -> jax.Array:
+    """2-stream group `uint8 [..., 2, lanes]` -> `uint16 [..., lanes]` (lane maps, fp16 bit patterns)."""
+    return jax.lax.bitcast_convert_type(unpack(g, "i16", byte_order), jnp.uint16)
 
 
 def unpack(g: jax.Array, dtype: DType | str, byte_order: str = "little") -> jax.Array:

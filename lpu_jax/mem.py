@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from . import isa
 from . import streams as st
 from .config import ChipConfig
+from .dtypes import unpack_u16
 from .pipeline import port_positions
 from .state import HAZARDS, MachineState
 
@@ -34,13 +35,6 @@ __all__ = ["mem_step"]
 BANK_CONFLICT = HAZARDS.index("bank_conflict")
 ADDRESS_RANGE = HAZARDS.index("address_range")
 PORT_CONFLICT = HAZARDS.index("port_conflict")
-
-
-def _map_addresses(cfg: ChipConfig, lo: jnp.ndarray, hi: jnp.ndarray) -> jnp.ndarray:
-    """uint16 lane addresses from a 2-stream group (rows base, base+1), honouring the group byte order."""
-    if cfg.group_byte_order == "big":
-        lo, hi = hi, lo
-    return lo.astype(jnp.int32) | (hi.astype(jnp.int32) << 8)
 
 
 def _lane_banks(lanes: jnp.ndarray, bank_words: int) -> jnp.ndarray:
@@ -101,7 +95,7 @@ def mem_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
         """uint16 lane addresses of the slices where `which`, off their 2-stream map groups (-1 elsewhere and
         where out of range), and which of those slices had a lane out of range."""
         g = st.read_rows(cfg, streams, st.row_index(cfg, jnp.stack([msid, msid + 1], 1), pos[:, None], c))
-        a = _map_addresses(cfg, g[:, 0], g[:, 1])  # [M, L]
+        a = unpack_u16(g, cfg.group_byte_order).astype(jnp.int32)  # [M, L] lane addresses
         return jnp.where(which[:, None] & (a < W), a, -1), which & jnp.any(a >= W, axis=1)
 
     # New commits: Write / Scatter data taken off the stream now, committed after d(Write) / d(Scatter).

@@ -33,8 +33,8 @@ import numpy as np
 from . import isa
 from . import streams as st
 from .config import ChipConfig
-from .dotmath import dot_f16
-from .dtypes import dtype_by_name
+from .dotmath import dot_f16, dot_i8_values, i8_as_f32
+from .dtypes import dtype_by_name, unpack_u16
 from .fpmath import flush_f32
 from .state import HAZARDS, MachineState
 
@@ -48,17 +48,6 @@ _CANON_F32 = np.uint32(0x7FC00000)
 def abc_latency(cfg: ChipConfig) -> int:
     """Cycles from an ABC's issue to the ACC that takes its product: d(mxm.abc) + the cross-superlane reduction."""
     return cfg.delay("mxm.abc") + cfg.n_superlanes - 1
-
-
-def _i8_as_f32(b: jnp.ndarray) -> jnp.ndarray:
-    return jax.lax.bitcast_convert_type(b, jnp.int8).astype(jnp.float32)
-
-
-def _u16(lo: jnp.ndarray, hi: jnp.ndarray, cfg: ChipConfig) -> jnp.ndarray:
-    """uint16 values from the two byte rows of a 16-bit group, in the config's group byte order."""
-    if cfg.group_byte_order == "big":
-        lo, hi = hi, lo
-    return lo.astype(jnp.uint16) | (hi.astype(jnp.uint16) << 8)
 
 
 def _bytes_of(v: jnp.ndarray, cfg: ChipConfig) -> jnp.ndarray:
@@ -93,7 +82,7 @@ def mxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
     def install(ops):
         warr, wf = ops
         sel = due_now[:, None, None]
-        return jnp.where(sel, m.staged, warr), jnp.where(sel, _i8_as_f32(m.staged), wf)
+        return jnp.where(sel, m.staged, warr), jnp.where(sel, i8_as_f32(m.staged), wf)
 
     warr, warr_f32 = jax.lax.cond(jnp.any(due_now), install, lambda ops: ops, (m.warr, m.warr_f32))
 
@@ -121,14 +110,13 @@ def mxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray):
     def products(_):
         sid, h = a_ins[:, 2], a_ins[:, 3]
         x = st.read_rows(cfg, state.streams, st.row_index(cfg, sid[:, None] + jnp.arange(2), pos[:, None], c))
-        y_i = jnp.einsum("pk,pkj->pj", _i8_as_f32(x[:, 0]), warr_f32, precision=jax.lax.Precision.HIGHEST)
-        y_i = jax.lax.bitcast_convert_type(y_i.astype(jnp.int32), jnp.uint32)
+        y_i = jax.lax.bitcast_convert_type(dot_i8_values(i8_as_f32(x[:, 0]), warr_f32), jnp.uint32)
 
         def half_dot(_):
             K = L // 2
-            xh = _u16(x[:, 0], x[:, 1], cfg).reshape(Pl, 2, K)
+            xh = unpack_u16(x, cfg.group_byte_order).reshape(Pl, 2, K)
             xh = jnp.where(h[:, None] == 1, xh[:, 1], xh[:, 0])  # [Pl, K]
-            wh = _u16(warr[:, 0::2], warr[:, 1::2], cfg)  # [Pl, K, L]
+            wh = unpack_u16(warr.reshape(Pl, K, 2, L), cfg.group_byte_order)  # [Pl, K, L]: rows 2k, 2k+1
             return dot_f16(xh, wh)
 
         y_f = jax.lax.cond(jnp.any(is_abc & f16), half_dot, lambda _: jnp.zeros((Pl, L), jnp.uint32), None)

@@ -21,6 +21,8 @@ The lane count n of shifts and rotates is in 0..L-1.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +30,7 @@ import numpy as np
 from . import isa
 from . import streams as st
 from .config import ChipConfig
+from .dtypes import unpack_u16
 from .state import SXM_PORTS, MachineState
 
 __all__ = ["sxm_step", "sxm_delay"]
@@ -47,8 +50,10 @@ def _sources(op: int, n: int, L: int) -> np.ndarray:
     return (lane + n) % L
 
 
+@functools.cache
 def stagger_table(cfg: ChipConfig) -> np.ndarray:
-    """int32 [4, L]: for Shift.up/.down, Rotate.up/.down by n lanes, the most superlanes any byte moves down."""
+    """int32 [4, L]: for Shift.up/.down, Rotate.up/.down by n lanes, the most superlanes any byte moves down.
+    Computed once per config (kernel generators ask for it row by row). Read-only."""
     L, G = cfg.n_lanes, cfg.lanes_per_superlane
     t = np.zeros((4, L), np.int32)
     for i, op in enumerate(_LANE_OPS):
@@ -57,6 +62,7 @@ def stagger_table(cfg: ChipConfig) -> np.ndarray:
             ok = src >= 0
             drop = src[ok] // G - np.arange(L)[ok] // G
             t[i, n] = max(0, int(drop.max())) if ok.any() else 0
+    t.setflags(write=False)
     return t
 
 
@@ -98,8 +104,7 @@ def sxm_step(cfg: ChipConfig, state: MachineState, ins: jnp.ndarray) -> dict:
         k = jnp.arange(16)
         a = st.read_rows(cfg, streams, st.row_index(cfg, src[:, None] + k, pos[:, None], c))  # [U, 16, L]
         mp = st.read_rows(cfg, streams, st.row_index(cfg, n[:, None] + jnp.arange(2), pos[:, None], c))  # [U, 2, L]
-        lo, hi = (mp[:, 1], mp[:, 0]) if cfg.group_byte_order == "big" else (mp[:, 0], mp[:, 1])
-        map16 = lo.astype(jnp.int32) | (hi.astype(jnp.int32) << 8)
+        map16 = unpack_u16(mp, cfg.group_byte_order).astype(jnp.int32)
         map8 = mp[:, 0].astype(jnp.int32)
         nn = n[:, None]
         idx = jnp.select(

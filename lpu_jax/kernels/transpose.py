@@ -41,6 +41,18 @@ def transpose(cfg: ChipConfig, R: int, C: int, sxm: int = 0) -> Kernel:
     return _Transpose(cfg, int(R), int(C), sxm).build()
 
 
+def _tile_columns(alloc: Allocator, rows: int, tiles: int, slices: list[int], what: str):
+    """A byte matrix's layout arrays (slice, addr) int32 [rows, tiles, 1]: column tile t in slices[t mod n], its
+    rows at consecutive addresses."""
+    sl = np.zeros((rows, tiles, 1), np.int32)
+    ad = np.zeros_like(sl)
+    for t in range(tiles):
+        s = slices[t % len(slices)]
+        sl[:, t, 0] = s
+        ad[:, t, 0] = alloc.take(s, rows, what) + np.arange(rows)
+    return sl, ad
+
+
 class _Transpose:
     def __init__(self, cfg: ChipConfig, R: int, C: int, sxm: int):
         self.cfg, self.R, self.C = cfg, R, C
@@ -107,18 +119,8 @@ class _Transpose:
                 s_[:, 0, j] = sl[j]
                 a_[:, 0, j] = alloc.take(sl[j], L, f"transpose {name}") + i
             maps[name] = TensorLayout((L, L), "i16", s_, a_)
-        x_sl = np.zeros((R, Tj, 1), np.int32)
-        x_ad = np.zeros_like(x_sl)
-        for J in range(Tj):
-            s = xs[J % len(xs)]
-            x_sl[:, J, 0] = s
-            x_ad[:, J, 0] = alloc.take(s, R, "transpose input X") + np.arange(R)
-        y_sl = np.zeros((C, Ti, 1), np.int32)
-        y_ad = np.zeros_like(y_sl)
-        for Ii in range(Ti):
-            s = ys[Ii % len(ys)]
-            y_sl[:, Ii, 0] = s
-            y_ad[:, Ii, 0] = alloc.take(s, C, "transpose output Y") + np.arange(C)
+        x_sl, x_ad = _tile_columns(alloc, R, Tj, xs, "transpose input X")
+        y_sl, y_ad = _tile_columns(alloc, C, Ti, ys, "transpose output Y")
 
         u_rot, u_perm = self.units[0], self.units[-1]
         dR, dW, dG = d("Read"), d("Write"), d("Gather")
