@@ -88,7 +88,6 @@ class _Gemm:
         self.pos_mem = cfg.positions[cfg.mem_slices]
         self.pos_plane = cfg.positions[cfg.mxm_slices]
         self.tl = Timeline(cfg)
-        self.qmem = [f"MEM.{n}" for n in cfg.mem_names]
         self.last_write = -1
 
     # ------------------------------------------------------------------ resources
@@ -211,23 +210,17 @@ class _Gemm:
             raise CapacityError(f"gemm: MEM slice {self.cfg.mem_names[s]} is not on plane {p}'s stream path")
         return d
 
-    def _bank(self, a: int) -> int:
-        return a // self.cfg.bank_words
-
     def _read_ok(self, s, a, t) -> bool:
-        return t >= 0 and self.tl.free(self.qmem[s], t) and not self.tl.taken(("bank", s, self._bank(a), t))
+        return self.tl.mem_free(s, t, "Read", a)
 
     def _read(self, s, a, t, stream):
-        self.tl.place(self.qmem[s], t, I("Read", (int(a), stream)))
-        self.tl.reserve(("bank", s, self._bank(a), t))
+        self.tl.place_mem(s, t, I("Read", (int(a), stream)))
 
     def _write_ok(self, s, a, t) -> bool:
-        dw = self.cfg.delay("Write")
-        return self.tl.free(self.qmem[s], t) and not self.tl.taken(("bank", s, self._bank(a), t + dw))
+        return self.tl.mem_free(s, t, "Write", a)
 
     def _write(self, s, a, t, stream):
-        self.tl.place(self.qmem[s], t, I("Write", (int(a), stream)))
-        self.tl.reserve(("bank", s, self._bank(a), t + self.cfg.delay("Write")))
+        self.tl.place_mem(s, t, I("Write", (int(a), stream)))
         self.last_write = max(self.last_write, t)
 
     # ------------------------------------------------------------------ weights

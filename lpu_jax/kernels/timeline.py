@@ -2,9 +2,10 @@
 
 Kernel generators (and the compiler) think in "this Read issues at cycle 1234 on MEM.W17". `Timeline` records
 that, refuses to put two instructions on one queue in one cycle (an `ABC.f16` holds its queue two cycles), keeps
-a set of other reserved resources (SRAM banks per cycle, ...) and finally writes each queue as the shortest list
-the ICU rules allow (icu.py): gaps become `NOP n`, runs of one instruction at a constant interval whose field 1
-(Read/Write address, LW row, ACC row) advances by a constant stride become `I; [NOP d - occupancy;] Repeat n, d, s`.
+a set of other reserved resources (the SRAM bank each MEM access uses, per cycle: `mem_free` / `place_mem`), and
+finally writes each queue as the shortest list the ICU rules allow (icu.py): gaps become `NOP n`, runs of one
+instruction at a constant interval whose field 1 (Read/Write address, LW row, ACC row) advances by a constant
+stride become `I; [NOP d - occupancy;] Repeat n, d, s`.
 Every queue starts at cycle 0 (no Sync is needed: a program is statically timed from its first cycle).
 """
 
@@ -35,6 +36,7 @@ class Timeline:
         self.events: dict[str, dict[int, isa.Instruction]] = defaultdict(dict)
         self._busy: dict[str, set[int]] = defaultdict(set)
         self._reserved: set = set()
+        self._mem_q = [f"MEM.{n}" for n in cfg.mem_names]
 
     # ------------------------------------------------------------------ placing
     def free(self, queue: str, cycle: int, occupancy: int = 1) -> bool:
@@ -65,6 +67,23 @@ class Timeline:
         if key in self._reserved:
             raise TimelineError(f"resource {key} reserved twice")
         self._reserved.add(key)
+
+    # ------------------------------------------------------------------ MEM accesses
+    def _bank_use(self, s: int, t: int, mnemonic: str, addr: int):
+        """The (slice, bank, cycle) an access uses: a Read/Gather at its issue, a Write/Scatter at its commit."""
+        at = t + (self.cfg.delay(mnemonic) if mnemonic in ("Write", "Scatter") else 0)
+        return ("bank", s, addr // self.cfg.bank_words, at)
+
+    def mem_free(self, s: int, t: int, mnemonic: str, addr: int) -> bool:
+        """Whether MEM slice s (index west to east) can issue `mnemonic` touching `addr` at cycle t: its queue is
+        free then, and so is the bank in the cycle the access uses it (no bank conflict)."""
+        return t >= 0 and self.free(self._mem_q[s], t) and not self.taken(self._bank_use(s, t, mnemonic, addr))
+
+    def place_mem(self, s: int, t: int, ins: isa.Instruction, addr: int | None = None) -> None:
+        """Issue a MEM instruction on slice s at t and reserve its bank (`addr`: default the Read/Write address)."""
+        a = ins.operands[0] if addr is None else addr
+        self.place(self._mem_q[s], t, ins)
+        self.reserve(self._bank_use(s, t, ins.mnemonic, a))
 
     @property
     def last_cycle(self) -> int:

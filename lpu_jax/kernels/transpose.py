@@ -69,22 +69,11 @@ class _Transpose:
             raise ValueError("transpose: the MEM slices must all lie on one side of the SXM slice")
         self.units = [f"SXM.{cfg.sxm_names[sxm]}.{u}" for u in range(cfg.sxm_units)]
         self.tl = Timeline(cfg)
-        self.q = [f"MEM.{n}" for n in cfg.mem_names]
         if cfg.n_mem < 3:
             raise CapacityError(f"transpose: needs at least 3 MEM slices; {cfg.name} has {cfg.n_mem}")
 
     def _hops(self, s: int) -> int:
         return abs(int(self.pos[s]) - self.px)
-
-    def _bank(self, a: int) -> int:
-        return a // self.cfg.bank_words
-
-    def _free(self, s, a, t, commit=0) -> bool:
-        return t >= 0 and self.tl.free(self.q[s], t) and not self.tl.taken(("bank", s, self._bank(a), t + commit))
-
-    def _mem(self, s, a, t, ins, commit=0):
-        self.tl.place(self.q[s], t, ins)
-        self.tl.reserve(("bank", s, self._bank(a), t + commit))
 
     def build(self) -> Kernel:
         cfg, L, R, C = self.cfg, self.L, self.R, self.C
@@ -104,7 +93,7 @@ class _Transpose:
         Ti, Tj = math.ceil(R / L), math.ceil(C / L)
         alloc = Allocator(cfg)
         scratch = alloc.take(ss, L, "transpose scratch tile")
-        if self._bank(scratch) != self._bank(scratch + L - 1):
+        if scratch // cfg.bank_words != (scratch + L - 1) // cfg.bank_words:  # one bank: one Gather, one bank use
             scratch = alloc.take(ss, L, "transpose scratch tile")
         zs = rest[-1]
         zero = alloc.take(zs, 1, "transpose zero word")
@@ -140,16 +129,16 @@ class _Transpose:
                         tr = t - dR - self._hops(src[0])
                         tw = t + d_rot + self._hops(ss)
                         if (
-                            self._free(*src, tr)
+                            self.tl.mem_free(src[0], tr, "Read", src[1])
                             and self.tl.free(u_rot, t)
                             and tw + dW > last_gather
-                            and self._free(ss, scratch + r, tw, dW)
+                            and self.tl.mem_free(ss, tw, "Write", scratch + r)
                         ):
                             break
                         t += 1
-                    self._mem(*src, tr, I("Read", (src[1], S(0))))
+                    self.tl.place_mem(src[0], tr, I("Read", (src[1], S(0))))
                     self.tl.place(u_rot, t, I("Rotate.down", (S(0, self.dout), S(0), r)))
-                    self._mem(ss, scratch + r, tw, I("Write", (scratch + r, S(0, self.dout))), dW)
+                    self.tl.place_mem(ss, tw, I("Write", (scratch + r, S(0, self.dout))))
                     commits.append(tw + dW)
                     t += 1
                 # phase 2: gather + permute each output row that exists
@@ -162,12 +151,17 @@ class _Transpose:
                         tq = [tp - dR - self._hops(s) for s in pm]
                         ys_, ya = int(y_sl[J * L + r, Ii, 0]), int(y_ad[J * L + r, Ii, 0])
                         tw = tp + d_perm + self._hops(ys_)
+                        # the two map groups: (slice, cycle, address, stream) of each byte row's Read
+                        map_reads = [
+                            (s, tc[k], int(maps[name].addr[r, 0, k]), S(base + k))
+                            for name, sl, tc, base in (("gmap", gm, tm, 2), ("pmap", pm, tq, 4))
+                            for k, s in enumerate(sl)
+                        ]
                         ok = (
-                            self._free(ss, scratch, g)
-                            and all(self._free(s, int(maps["gmap"].addr[r, 0, k]), tm[k]) for k, s in enumerate(gm))
-                            and all(self._free(s, int(maps["pmap"].addr[r, 0, k]), tq[k]) for k, s in enumerate(pm))
+                            self.tl.mem_free(ss, g, "Gather", scratch)
+                            and all(self.tl.mem_free(s, tc, "Read", a) for s, tc, a, _ in map_reads)
                             and self.tl.free(u_perm, tp)
-                            and self._free(ys_, ya, tw, dW)
+                            and self.tl.mem_free(ys_, tw, "Write", ya)
                             and len(
                                 {(ss, g), (gm[0], tm[0]), (gm[1], tm[1]), (pm[0], tq[0]), (pm[1], tq[1]), (ys_, tw)}
                             )
@@ -176,23 +170,11 @@ class _Transpose:
                         if ok:
                             break
                         g += 1
-                    for k, s in enumerate(gm):
-                        self._mem(
-                            s,
-                            int(maps["gmap"].addr[r, 0, k]),
-                            tm[k],
-                            I("Read", (int(maps["gmap"].addr[r, 0, k]), S(2 + k))),
-                        )
-                    self._mem(ss, scratch, g, I("Gather", (S(1), S(2))))
-                    for k, s in enumerate(pm):
-                        self._mem(
-                            s,
-                            int(maps["pmap"].addr[r, 0, k]),
-                            tq[k],
-                            I("Read", (int(maps["pmap"].addr[r, 0, k]), S(4 + k))),
-                        )
+                    for s, tc, a, strm in map_reads:
+                        self.tl.place_mem(s, tc, I("Read", (a, strm)))
+                    self.tl.place_mem(ss, g, I("Gather", (S(1), S(2))), addr=scratch)
                     self.tl.place(u_perm, tp, I("Permute", (S(1, self.dout), S(1), S(4))))
-                    self._mem(ys_, ya, tw, I("Write", (ya, S(1, self.dout))), dW)
+                    self.tl.place_mem(ys_, tw, I("Write", (ya, S(1, self.dout))))
                     last_gather = g
                     last_write = max(last_write, tw)
                     g += 1
