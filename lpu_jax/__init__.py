@@ -1,7 +1,7 @@
 """lpu_jax: a cycle-level JAX golden model of Groq's first-generation LPU (GroqChip1, the TSP).
 
 Public API (everything else is internal):
-  configuration   ChipConfig, ConfigError, groqchip1, tiny
+  configuration   ChipConfig, ConfigError, groqchip1, small, tiny
   byte streams    DTYPES, pack, unpack, pack_np, unpack_np
   programs        Instruction, Program, ProgramError, Stream, E, W, encode, queue_names, parse, format_program
   state           MachineState, init_state, mem_image, HAZARDS, hazard_report
@@ -9,7 +9,7 @@ Public API (everything else is internal):
 """
 
 from .asm import format_program, parse
-from .config import ChipConfig, ConfigError, groqchip1, tiny
+from .config import ChipConfig, ConfigError, groqchip1, small, tiny
 from .dtypes import DTYPES, pack, pack_np, unpack, unpack_np
 from .isa import E, Instruction, Program, ProgramError, Stream, W, encode, queue_names
 from .sim import TRACE_FIELDS, is_idle, run, step, stream_file
@@ -40,6 +40,7 @@ __all__ = [
     "parse",
     "queue_names",
     "run",
+    "small",
     "step",
     "stream_file",
     "tiny",

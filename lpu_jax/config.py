@@ -322,3 +322,20 @@ def tiny() -> ChipConfig:
         mxm_acc_rows=32,
         sxm_units=2,
     )
+
+
+def small() -> ChipConfig:
+    """`tiny` with room for compiled models: 2x16 lanes, 16+16 streams, 8+8 MEM slices of 1,024 words (a 32-bit
+    tensor needs 4 slices in one hemisphere, one per byte), 4 ALUs, 4 MXM planes of 32 x 32, 4 SXM units per
+    SXM slice. The compiler's fast tests run on it."""
+    return ChipConfig(
+        name="small",
+        n_superlanes=2,
+        n_streams=16,
+        floorplan=standard_floorplan(8),
+        mem_words=1024,
+        vxm_alus=4,
+        stagger_cycles=2,
+        mxm_acc_rows=32,
+        sxm_units=4,
+    )

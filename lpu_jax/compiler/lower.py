@@ -1,0 +1,661 @@
+"""Lowering a jaxpr to chip work: every equation becomes VXM, SXM and MXM jobs on vectors in MEM.
+
+Values. The last axis of a tensor runs along the lanes (tiles of L lanes), every other axis indexes vectors
+("rows"). A lowered value (`Val`) is a tensor in MEM plus a view: `rows` (an int array over the value's leading
+axes: which tensor row each logical row reads; broadcasts and reshapes of leading axes only change this array)
+and a lane kind: "full" (the last axis is the tensor's columns) or "rep" (one number per row, the same in every
+lane: a reduction result; a broadcast of it along the last axis reads tile 0 for every tile). Values computed from
+literals and shapes alone (masks, iota) are folded at compile time into constants; nothing that depends on a
+parameter or an input is computed off the chip.
+
+docs/numerics.md gives the numbers each primitive must produce; docs/compiler.md the instruction sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+
+from .builder import Builder, Vec
+
+__all__ = ["LoweringError", "Val", "Lowering"]
+
+_F = {"float32": "f32", "float16": "f16", "int8": "i8", "int32": "i32", "uint8": "u8", "int16": "i16"}
+
+
+class LoweringError(NotImplementedError):
+    """A primitive, a shape or a dtype the compiler cannot put on the chip. The message names the primitive and
+    the user's source line."""
+
+
+def source_of(eqn) -> str:
+    try:
+        from jax._src import source_info_util
+
+        return source_info_util.summarize(eqn.source_info)
+    except Exception:  # pragma: no cover - older jax
+        return "<unknown source>"
+
+
+@dataclasses.dataclass
+class Val:
+    """A lowered value. tensor None: a compile-time constant (`const`) or a parameter not yet in MEM (`param`)."""
+
+    tensor: str | None
+    shape: tuple
+    dtype: str
+    rows: np.ndarray | None = None  # int64 over `lead`: the tensor row of every logical row
+    lanes: str = "full"  # "full": the last axis along lanes; "rep": one number per row, in every lane
+    lane_axis: bool = True  # rep only: whether the last axis is a (broadcast) lane axis
+    clean: bool = True  # full only: the padding lanes of the last tile hold zeros
+    const: np.ndarray | None = None
+    param: str | None = None  # the parameter's name, for values that are parameters (never folded)
+    pending: dict | None = None  # a `round` (and clamps) waiting for its int8 conversion
+
+    @property
+    def lead(self) -> tuple:
+        if self.lanes == "full" or self.lane_axis:
+            return tuple(self.shape[:-1])
+        return tuple(self.shape)
+
+    @property
+    def is_const(self) -> bool:
+        return self.tensor is None and self.param is None and self.pending is None
+
+
+def _np_dtype(dt) -> np.dtype:
+    return np.dtype(dt)
+
+
+class Lowering:
+    """Walks a ClosedJaxpr and places its work with a `Builder`."""
+
+    def __init__(self, cfg, builder: Builder):
+        self.cfg = cfg
+        self.b = builder
+        self.n = 0
+        self._consts: dict = {}
+        self._weights: dict = {}
+        self._params: dict = {}
+        self.source = ""
+
+    # ------------------------------------------------------------------ names, constants, parameters
+    def name(self, base: str) -> str:
+        self.n += 1
+        return f"{base}{self.n}"
+
+    def err(self, msg: str) -> LoweringError:
+        return LoweringError(f"{msg} (at {self.source})")
+
+    def on_chip(self, v: Val) -> Val:
+        """The value in MEM: constants as splat vectors or rows (role const), parameters as rows (role param)."""
+        if v.pending is not None:
+            raise self.err("`round` is supported only as part of an int8 quantisation: round, clamp, convert to int8")
+        if v.tensor is not None:
+            return v
+        c = np.asarray(v.const)
+        dt = _F.get(str(c.dtype))
+        if dt is None:
+            raise self.err(f"a {c.dtype} value cannot be placed on the chip")
+        if v.param is None:
+            key = (c.dtype.str, c.shape, c.tobytes())
+            if key in self._consts:
+                return self._consts[key]
+            if c.size >= 1 and np.all(c == c.reshape(-1)[0]):
+                # a splat: the value in every lane of one vector, read for every row and tile
+                x = np.full((1, self.cfg.n_lanes), c.reshape(-1)[0], c.dtype)
+                t = self.name("const")
+                self.b.alloc(t, x.shape, dt, "const", x)
+                out = Val(t, v.shape, dt, np.zeros((), np.int64), "rep", lane_axis=False)
+                self._consts[key] = out
+                return out
+            role, base = "const", "const"
+        else:
+            if v.param in self._params:
+                return self._params[v.param]
+            role, base = "param", v.param
+        C = c.shape[-1] if c.ndim else 1
+        x = c.reshape(-1, C)
+        t = self.name(base + "_")
+        self.b.alloc(t, x.shape, dt, role, x)
+        out = Val(t, v.shape, dt, np.arange(x.shape[0]).reshape(c.shape[:-1]), "full", clean=True)
+        if v.param is None:
+            self._consts[(c.dtype.str, c.shape, c.tobytes())] = out
+        else:
+            self._params[v.param] = out
+        return out
+
+    def new_full(self, shape, dtype: str, role="temp", clean=True) -> Val:
+        shape = tuple(int(x) for x in shape)
+        lead = shape[:-1]
+        R = int(np.prod(lead)) if lead else 1
+        C = shape[-1] if shape else 1
+        t = self.name("t")
+        self.b.alloc(t, (R, C), dtype, role)
+        return Val(t, shape, dtype, np.arange(R).reshape(lead), "full", clean=clean)
+
+    def new_rep(self, shape, dtype: str, lane_axis: bool, role="temp") -> Val:
+        shape = tuple(int(x) for x in shape)
+        lead = shape[:-1] if lane_axis else shape
+        R = int(np.prod(lead)) if lead else 1
+        t = self.name("r")
+        self.b.alloc(t, (R, 1), dtype, role, replicated=True)
+        return Val(t, shape, dtype, np.arange(R).reshape(lead), "rep", lane_axis=lane_axis)
+
+    # ------------------------------------------------------------------ vectors of a value
+    def vec(self, v: Val, idx: tuple, t: int) -> Vec:
+        """The vector of value v for output row `idx` (over the output's leading axes) and lane tile t."""
+        if v.rows.ndim == 0:
+            r = int(v.rows)
+        else:
+            r = int(v.rows[idx[len(idx) - v.rows.ndim:]]) if idx else int(v.rows)
+        return self.b.vec(v.tensor, r, 0 if v.lanes == "rep" else t)
+
+    def tiles(self, v: Val) -> int:
+        if v.lanes == "rep":
+            return 1
+        return max(1, math.ceil(v.shape[-1] / self.cfg.n_lanes)) if v.shape else 1
+
+    # ------------------------------------------------------------------ the walk
+    def run(self, closed, args: list[Val]) -> list[Val]:
+        """Lower a ClosedJaxpr applied to `args`; returns the output values."""
+        return self._run_inner(closed.jaxpr, [_const(c) for c in closed.consts], args)
+
+    def eqn(self, eqn, ins: list[Val]) -> list[Val]:
+        prim = eqn.primitive.name
+        p = eqn.params
+        if prim in ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "remat"):
+            sub = p.get("jaxpr") or p.get("call_jaxpr") or p.get("fun_jaxpr")
+            closed = sub if hasattr(sub, "jaxpr") else None
+            inner = closed.jaxpr if closed is not None else sub
+            consts = [_const(c) for c in (closed.consts if closed is not None else [])]
+            env_outer = self.source
+            inner_vals = self._run_inner(inner, consts, ins)
+            self.source = env_outer
+            return inner_vals
+        if all(v.is_const for v in ins):  # shapes and literals only (iota, masks): folded at compile time
+            with jax.default_device(jax.devices("cpu")[0]):
+                outs = eqn.primitive.bind(*[v.const for v in ins], **p)
+            outs = outs if eqn.primitive.multiple_results else [outs]
+            return [_const(o) for o in outs]
+        # layout-only ops on parameters stay parameters (a relayout is placement, not computation)
+        if prim in ("reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim") and ins[0].param is not None \
+                and ins[0].tensor is None:
+            out = eqn.primitive.bind(ins[0].const, **p)
+            return [Val(None, tuple(out.shape), ins[0].dtype, const=np.asarray(out),
+                        param=f"{ins[0].param}.{prim}")]
+        handler = getattr(self, "p_" + prim, None)
+        if handler is None:
+            raise self.err(f"the compiler does not support the primitive `{prim}`")
+        out = handler(eqn, *ins)
+        return out if isinstance(out, list) else [out]
+
+    def _run_inner(self, jaxpr, consts, args):
+        env: dict = {}
+
+        def read(a):
+            return _const(a.val) if isinstance(a, jax.extend.core.Literal) else env[a]
+
+        for var, c in zip(jaxpr.constvars, consts):
+            env[var] = c
+        for var, v in zip(jaxpr.invars, args):
+            env[var] = v
+        for e in jaxpr.eqns:
+            ins = [read(a) for a in e.invars]
+            self.source = source_of(e)
+            for var, v in zip(e.outvars, self.eqn(e, ins)):
+                env[var] = v
+        return [read(a) for a in jaxpr.outvars]
+
+    # ------------------------------------------------------------------ element-wise
+    _BIN = {"add": "add", "sub": "sub", "mul": "mul", "max": "max", "min": "min"}
+    _UN = {"neg": "neg", "exp": "exp", "tanh": "tanh", "rsqrt": "rsqrt"}
+    _KEEPS_ZERO = {"add", "sub", "mul", "max", "min", "tanh", "convert", "select"}
+
+    def elementwise(self, op: str, mnemonic: str, ins: list[Val], out_dtype: str, shape=None) -> Val:
+        """One VXM instruction per output vector: out = op(ins) lane by lane. Operands broadcast like lax's
+        element-wise ops (size-1 leading axes); a per-row value meets a full one by reading its tile 0."""
+        ins = [self.on_chip(v) for v in ins]
+        shape = tuple(int(d) for d in (shape if shape is not None else max((v.shape for v in ins), key=len)))
+        full_out = any(v.lanes == "full" for v in ins)
+        lead = shape[:-1] if full_out else shape
+        fixed = []
+        for v in ins:
+            rows = np.asarray(v.rows)
+            if v.lanes == "full":
+                if v.shape[-1] != shape[-1]:
+                    raise self.err(f"operand shapes {[u.shape for u in ins]} do not match along the lane axis")
+            elif full_out and not v.lane_axis and rows.ndim:
+                if rows.ndim == len(shape) and v.shape[-1] == 1:
+                    rows = rows[..., 0]
+                else:
+                    raise self.err(f"operand shapes {[u.shape for u in ins]}: a per-row value used along lanes")
+            if rows.ndim:
+                try:
+                    rows = np.broadcast_to(rows.reshape((1,) * (len(lead) - rows.ndim) + rows.shape), lead)
+                except ValueError:
+                    raise self.err(f"operand shapes {[u.shape for u in ins]} do not broadcast to {shape}") from None
+            fixed.append(dataclasses.replace(v, rows=rows, lane_axis=True if full_out else v.lane_axis))
+        ins = fixed
+        if full_out:
+            C = shape[-1]
+            clean = C % self.cfg.n_lanes == 0 or (op in self._KEEPS_ZERO and all(
+                v.lanes == "full" and v.clean for v in ins))
+            out = self.new_full(shape, out_dtype, clean=clean)
+        else:
+            out = self.new_rep(shape, out_dtype, lane_axis=any(v.lane_axis and np.ndim(v.rows) for v in ins))
+        self.place_elementwise(mnemonic, ins, out)
+        return out
+
+    def place_elementwise(self, mnemonic: str, ins: list[Val], out: Val, what=None):
+        b = self.b
+        what = what or f"{mnemonic} at {self.source}"
+        T = self.tiles(out)
+        lead = out.lead
+        for idx in np.ndindex(*lead) if lead else [()]:
+            r = int(out.rows[idx]) if out.rows.ndim else int(out.rows)
+            for t in range(T):
+                srcs = [self.vec(v, idx, t) for v in ins]
+                _, _, writes, end = b.vxm(mnemonic, srcs, b.out_words(out.tensor, r, t), what)
+                b.done(out.tensor, r, t, end, writes)
+
+    def _fdt(self, v: Val) -> str:
+        return v.dtype
+
+    def p_add(self, eqn, x, y):
+        return self.binary(eqn, "add", x, y)
+
+    def p_sub(self, eqn, x, y):
+        return self.binary(eqn, "sub", x, y)
+
+    def p_mul(self, eqn, x, y):
+        return self.binary(eqn, "mul", x, y)
+
+    def p_max(self, eqn, x, y):
+        if x.pending is not None or y.pending is not None:
+            return self.clamp_pending(x, y, "lo")
+        return self.binary(eqn, "max", x, y)
+
+    def p_min(self, eqn, x, y):
+        if x.pending is not None or y.pending is not None:
+            return self.clamp_pending(x, y, "hi")
+        return self.binary(eqn, "min", x, y)
+
+    def binary(self, eqn, op, x, y):
+        dt = _F.get(str(eqn.outvars[0].aval.dtype))
+        if dt != "f32":
+            raise self.err(f"`{op}` on {dt} is not supported (element-wise arithmetic runs in float32)")
+        b_ = self.b.begin(op, self.source)
+        del b_
+        return self.elementwise(op, f"{op}.f32", [x, y], dt, eqn.outvars[0].aval.shape)
+
+    def unary(self, eqn, op, x):
+        dt = _F.get(str(eqn.outvars[0].aval.dtype))
+        if dt != "f32":
+            raise self.err(f"`{op}` on {dt} is not supported (element-wise arithmetic runs in float32)")
+        self.b.begin(op, self.source)
+        return self.elementwise(op, f"{op}.f32", [x], dt, eqn.outvars[0].aval.shape)
+
+    def p_neg(self, eqn, x):
+        return self.unary(eqn, "neg", x)
+
+    def p_exp(self, eqn, x):
+        return self.unary(eqn, "exp", x)
+
+    def p_tanh(self, eqn, x):
+        return self.unary(eqn, "tanh", x)
+
+    def p_rsqrt(self, eqn, x):
+        return self.unary(eqn, "rsqrt", x)
+
+    def p_div(self, eqn, x, y):
+        # docs/numerics.md: div(a, b) = mul(a, recip(b))
+        if y.is_const:
+            r = Val(None, y.shape, y.dtype, const=_recip_np(y.const))
+        else:
+            self.b.begin("recip", self.source)
+            r = self.elementwise("recip", "recip.f32", [y], "f32", y.shape)
+        return self.binary(eqn, "mul", x, r)
+
+    def p_integer_pow(self, eqn, x):
+        n = eqn.params["y"]
+        if n not in (2, 3):
+            raise self.err(f"integer_pow with exponent {n} is not supported (only 2 and 3)")
+        sq = self.binary(eqn, "mul", x, x)
+        return sq if n == 2 else self.binary(eqn, "mul", sq, x)
+
+    def p_round(self, eqn, x):
+        if eqn.params.get("rounding_method") not in (1, "1") and int(eqn.params.get("rounding_method", 1)) != 1:
+            raise self.err("`round` away from zero is not supported (the VXM rounds half to even)")
+        return dataclasses.replace(x, pending={"src": x, "lo": None, "hi": None})
+
+    def clamp_pending(self, x, y, which):
+        v, c = (x, y) if x.pending is not None else (y, x)
+        if not c.is_const or np.asarray(c.const).size != 1 and not np.all(c.const == np.asarray(c.const).flat[0]):
+            raise self.err("`round` followed by a clamp with a non-constant bound is not supported")
+        bound = float(np.asarray(c.const).flat[0])
+        pend = dict(v.pending)
+        pend[which] = bound
+        return dataclasses.replace(v, pending=pend)
+
+    def p_convert_element_type(self, eqn, x):
+        to = _F.get(str(eqn.params["new_dtype"]))
+        if x.pending is not None:
+            if to != "i8":
+                raise self.err("`round` is supported only when its result is converted to int8")
+            return self.quantise(x)
+        frm = x.dtype
+        if to == frm:
+            return x
+        ok = {("f32", "f16"), ("f16", "f32"), ("i32", "f32"), ("i8", "f32"), ("f32", "i32"), ("i8", "i32")}
+        if (frm, to) not in ok:
+            raise self.err(f"conversion {frm} -> {to} is not supported")
+        self.b.begin("convert", self.source)
+        out = self.elementwise("convert", f"convert.{frm}.{to}", [x], to, x.shape)
+        return out
+
+    def quantise(self, x: Val) -> Val:
+        """clip(round(v), lo, hi).astype(int8) -> [max.f32 v, lo] [min.f32 v, hi] convert.f32.i8 (the VXM's
+        conversion rounds half to even and saturates to [-128, 127])."""
+        pend = x.pending
+        v = pend["src"]
+        lo, hi = pend["lo"], pend["hi"]
+        for bound, op in ((lo, "max"), (hi, "min")):
+            if bound is None:
+                continue
+            if bound != round(bound):
+                raise self.err("int8 quantisation with a non-integer clamp bound is not supported")
+            limit = -128 if op == "max" else 127
+            if (op == "max" and bound <= limit) or (op == "min" and bound >= limit):
+                continue
+            self.b.begin("quantise." + op, self.source)
+            c = Val(None, (), "f32", const=np.float32(bound))
+            v = self.elementwise(op, f"{op}.f32", [v, c], "f32", v.shape)
+        self.b.begin("quantise", self.source)
+        return self.elementwise("convert", "convert.f32.i8", [v], "i8", v.shape)
+
+
+    # ------------------------------------------------------------------ shapes and views
+    def p_broadcast_in_dim(self, eqn, x):
+        shape, bd = tuple(eqn.params["shape"]), tuple(eqn.params["broadcast_dimensions"])
+        if x.pending is not None:
+            raise self.err("`round` is supported only as part of an int8 quantisation")
+        x = self.on_chip(x)
+        last = len(shape) - 1
+        if x.lanes == "full":
+            if not bd or bd[-1] != last or x.shape[-1] != shape[-1]:
+                raise self.err(f"broadcast of {x.shape} to {shape} along the lane axis of a non-replicated value")
+            rows = self._bcast_rows(x.rows, x.shape[:-1], shape[:-1], bd[:-1])
+            return dataclasses.replace(x, shape=shape, rows=rows)
+        # replicated values
+        if x.rows.ndim == 0:
+            return dataclasses.replace(x, shape=shape, rows=np.zeros((), np.int64), lane_axis=bool(shape))
+        if x.lane_axis:
+            if bd[-1] != last:
+                raise self.err(f"broadcast of {x.shape} to {shape} moves the lane axis")
+            rows = self._bcast_rows(x.rows, x.shape[:-1], shape[:-1], bd[:-1])
+            return dataclasses.replace(x, shape=shape, rows=rows)
+        if bd and bd[-1] == last:
+            if x.shape[-1] != 1:
+                raise self.err(f"broadcast of {x.shape} to {shape} needs a transposition of rows into lanes")
+            src = x.rows[..., 0]
+            rows = self._bcast_rows(src, x.shape[:-1], shape[:-1], bd[:-1])
+        else:
+            rows = self._bcast_rows(x.rows, x.shape, shape[:-1], bd)
+        return dataclasses.replace(x, shape=shape, rows=rows, lane_axis=True)
+
+    @staticmethod
+    def _bcast_rows(rows, src_shape, out_shape, bd):
+        rows = np.asarray(rows).reshape(src_shape)
+        expand = [1] * len(out_shape)
+        for i, d in enumerate(bd):
+            expand[d] = src_shape[i]
+        return np.broadcast_to(rows.reshape(expand), out_shape)
+
+    def p_reshape(self, eqn, x):
+        shape = tuple(eqn.params["new_sizes"])
+        return self.reshape(x, shape)
+
+    def reshape(self, x, shape):
+        x = self.on_chip(x)
+        if x.lanes == "full":
+            if shape and x.shape and shape[-1] == x.shape[-1]:
+                return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape[:-1]))
+            raise self.err(f"reshape {x.shape} -> {shape} changes the lane axis (not supported yet)")
+        if not x.lane_axis:
+            return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape))
+        if shape and shape[-1] == x.shape[-1]:
+            return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape[:-1]))
+        if x.shape[-1] == 1:
+            return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape), lane_axis=False)
+        raise self.err(f"reshape {x.shape} -> {shape} of a replicated value is not supported")
+
+    def p_squeeze(self, eqn, x):
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in eqn.params["dimensions"])
+        return self.reshape(x, shape)
+
+    def p_expand_dims(self, eqn, x):
+        return self.reshape(x, tuple(eqn.outvars[0].aval.shape))
+
+    def p_copy(self, eqn, x):
+        return x
+
+    p_copy_p = p_copy
+
+    # ------------------------------------------------------------------ reductions
+    def p_reduce_sum(self, eqn, x):
+        return self.reduce(eqn, x, "add")
+
+    def p_reduce_max(self, eqn, x):
+        return self.reduce(eqn, x, "max")
+
+    def reduce(self, eqn, x, op):
+        axes = tuple(eqn.params["axes"])
+        dt = _F.get(str(eqn.outvars[0].aval.dtype))
+        if dt != "f32":
+            raise self.err(f"reduction over {dt} is not supported (reductions run in float32)")
+        x = self.on_chip(x)
+        last = len(x.shape) - 1
+        if axes == (last,) and x.lanes == "full":
+            return self.lane_reduce(x, op)
+        if len(axes) == 1 and axes[0] < last and x.lanes == "full":
+            return self.row_reduce(x, axes[0], op)
+        raise self.err(f"reduction over axes {axes} of a {x.shape} value is not supported")
+
+    def mask_padding(self, x: Val, fill: float) -> Val:
+        """x with the padding lanes of its last tile set to `fill` (a select against a lane-mask constant)."""
+        L, C = self.cfg.n_lanes, x.shape[-1]
+        if C % L == 0 or (fill == 0.0 and x.clean):
+            return x
+        npd = {"f32": np.float32, "f16": np.float16}[x.dtype]
+        T = self.tiles(x)
+        mask = np.zeros((1, T * L), npd)
+        mask[0, :C] = 1
+        m = self.on_chip(Val(None, (1, T * L), x.dtype, const=mask))
+        z = self.on_chip(Val(None, (), x.dtype, const=npd(fill)))
+        self.b.begin("mask", self.source)
+        out = self.new_full(x.shape, x.dtype, clean=fill == 0.0)
+        b = self.b
+        for idx in np.ndindex(*x.lead) if x.lead else [()]:
+            r = int(out.rows[idx]) if out.rows.ndim else 0
+            for t in range(T):
+                if t < T - 1:
+                    srcs = [self.vec(x, idx, t)]
+                    _, _, w, end = b.vxm(f"mov.{x.dtype}", srcs, b.out_words(out.tensor, r, t), "mask (copy)")
+                else:
+                    srcs = [b.vec(m.tensor, 0, t), self.vec(x, idx, t), b.vec(z.tensor, 0, 0)]
+                    _, _, w, end = b.vxm(f"select.{x.dtype}", srcs, b.out_words(out.tensor, r, t), "mask")
+                b.done(out.tensor, r, t, end, w)
+        return out
+
+    def lane_reduce(self, x: Val, op: str) -> Val:
+        """Sum (max) over the lanes of every row: the tiles combined in order, then log2 steps of a lane shift
+        (Shift.down for sums, zero fill; Rotate.down for max) and an add (max); lane 0 ends with the total,
+        which a Permute with an all-zero lane map copies to every lane (docs/numerics.md gives the order)."""
+        cfg, b = self.cfg, self.b
+        L = cfg.n_lanes
+        x = self.mask_padding(x, 0.0 if op == "add" else float("-inf"))
+        b.begin(f"reduce_{op}", self.source)
+        T = self.tiles(x)
+        w = min(x.shape[-1], L)
+        lead = x.lead
+        out = self.new_rep(lead, "f32", lane_axis=False)
+        zmap = self.on_chip(Val(None, (1, L), "i16", const=np.arange(L, dtype=np.int16) * 0 + np.int16(0)))
+        zmap_t = zmap.tensor
+        shift = "Shift.down" if op == "add" else "Rotate.down"
+        steps = []
+        k = 1
+        while k < w:
+            steps.append(k)
+            k *= 2
+        # scratch tensors, one per stage, rows = all rows of x
+        R = int(np.prod(lead)) if lead else 1
+        for idx in np.ndindex(*lead) if lead else [()]:
+            r_out = int(out.rows[idx]) if out.rows.ndim else 0
+            acc = self.vec(x, idx, 0)
+            for t in range(1, T):
+                acc = self._vxm_new(f"{op}.f32", [acc, self.vec(x, idx, t)], f"reduce tile {t}")
+            for k in steps:
+                sh = self._sxm_new(shift, acc, None, k, f"reduce shift {k}")
+                acc = self._vxm_new(f"{op}.f32", [acc, sh], f"reduce step {k}")
+            # broadcast lane 0
+            words = b.out_words(out.tensor, r_out, 0)
+            writes, end = [], 0
+            for j in range(4):
+                src = Vec([acc.words[j]], acc.ready, acc.writers[j:j + 1])
+                mp = b.vec(zmap_t, 0, 0)
+                _, _, ws, e = b.sxm("Permute", src, mp, 0, [words[j]], "reduce broadcast")
+                writes += ws
+                end = max(end, e)
+            b.done(out.tensor, r_out, 0, end, writes)
+        del R
+        return out
+
+    def _scratch(self, dtype: str, rows: int = 1, side=None) -> str:
+        t = self.name("s")
+        self.b.alloc(t, (rows, self.cfg.n_lanes), dtype, "temp", side=side)
+        return t
+
+    def _vxm_new(self, mnemonic, srcs, what) -> Vec:
+        """One VXM job into a fresh one-vector scratch tensor; returns the result as a Vec."""
+        b = self.b
+        dt = mnemonic.split(".")[-1]
+        t = self._scratch(dt)
+        _, _, ws, end = b.vxm(mnemonic, srcs, b.out_words(t, 0, 0), f"{what} at {self.source}")
+        b.done(t, 0, 0, end, ws)
+        return b.vec(t, 0, 0)
+
+    def _sxm_new(self, mnemonic, src: Vec, extra, n, what) -> Vec:
+        """The same SXM lane instruction on each byte of `src` (one unit instruction per byte) into scratch."""
+        b = self.b
+        t = self._scratch("f32" if len(src.words) == 4 else {1: "i8", 2: "f16"}[len(src.words)])
+        words = b.out_words(t, 0, 0)
+        writes, end = [], 0
+        for j in range(len(src.words)):
+            one = Vec([src.words[j]], src.ready, src.writers[j:j + 1])
+            _, _, ws, e = b.sxm(mnemonic, one, extra, n, [words[j]], f"{what} at {self.source}")
+            writes += ws
+            end = max(end, e)
+        b.done(t, 0, 0, end, writes)
+        return b.vec(t, 0, 0)
+
+    def row_reduce(self, x: Val, axis: int, op: str) -> Val:
+        """Sum (max) over a leading axis: whole vectors combined pairwise, v = v[0::2] + v[1::2] (zero-padded
+        to a power of two), log2 n deep."""
+        b = self.b
+        b.begin(f"reduce_{op}_rows", self.source)
+        shape = tuple(d for i, d in enumerate(x.shape) if i != axis)
+        out = self.new_full(shape, "f32", clean=x.clean)
+        T = self.tiles(x)
+        n = x.shape[axis]
+        npow = 1 << max(0, (n - 1).bit_length())
+        zero = self.on_chip(Val(None, (), "f32", const=np.float32(0.0 if op == "add" else -np.inf)))
+        for idx in np.ndindex(*out.lead) if out.lead else [()]:
+            r_out = int(out.rows[idx]) if out.rows.ndim else 0
+            for t in range(T):
+                vs = []
+                for i in range(npow):
+                    if i < n:
+                        vs.append(self.vec(x, idx[:axis] + (i,) + idx[axis:], t))
+                    else:
+                        vs.append(b.vec(zero.tensor, 0, 0))
+                while len(vs) > 2:
+                    vs = [self._vxm_new(f"{op}.f32", vs[i:i + 2], "row reduce") for i in range(0, len(vs), 2)]
+                mn = f"{op}.f32" if len(vs) == 2 else "mov.f32"
+                _, _, ws, end = b.vxm(mn, vs, b.out_words(out.tensor, r_out, t), f"row reduce at {self.source}")
+                b.done(out.tensor, r_out, t, end, ws)
+        return out
+
+    # ------------------------------------------------------------------ matrix products
+    def p_dot_general(self, eqn, x, w):
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        pet = eqn.params.get("preferred_element_type")
+        out_dt = _F.get(str(eqn.outvars[0].aval.dtype))
+        if lb or rb:
+            raise self.err("dot_general with batch dimensions (attention between two computed tensors) is not "
+                           "supported yet")
+        if w.param is None or w.tensor is not None:
+            raise self.err("the right operand of a matrix product must be a parameter (weights in MEM)")
+        if tuple(lc) != (len(x.shape) - 1,) or len(w.shape) != 2 or tuple(rc) not in ((0,), (1,)):
+            raise self.err(f"dot_general {x.shape} x {w.shape} contracting {lc}, {rc} is not supported")
+        wv = np.asarray(w.const)
+        if tuple(rc) == (1,):
+            wv = wv.T
+        kinds = (x.dtype, w.dtype, out_dt)
+        if kinds == ("i8", "i8", "i32"):
+            f16 = False
+        elif kinds == ("f16", "f16", "f32"):
+            f16 = True
+        else:
+            raise self.err(f"matrix product {kinds[0]} x {kinds[1]} -> {kinds[2]} is not supported (int8 x int8 -> "
+                           f"int32 or float16 x float16 -> float32; preferred_element_type={pet})")
+        x = self.on_chip(x)
+        if x.lanes != "full":
+            raise self.err("the left operand of a matrix product must be a full tensor")
+        if f16:
+            x = self.mask_padding(x, 0.0)
+        key = (w.param, rc)
+        if key not in self._weights:
+            name = self.name(w.param + "_w")
+            self.b.alloc_weights(name, np.ascontiguousarray(wv), f16)
+            self._weights[key] = name
+        wname = self._weights[key]
+        self.b.begin("matmul", self.source, shape=(int(np.prod(x.lead)) if x.lead else 1, wv.shape[0], wv.shape[1]),
+                     dtype="f16" if f16 else "i8")
+        shape = tuple(x.shape[:-1]) + (wv.shape[1],)
+        out = self.new_full(shape, out_dt, clean=True)
+        a_rows = np.asarray(x.rows).reshape(-1)
+        self.b.matmul(x.tensor, wname, out.tensor, f16, f"matmul at {self.source}", a_rows=a_rows)
+        return out
+
+    # ------------------------------------------------------------------ outputs
+    def output(self, v: Val, name: str) -> Val:
+        """The value as a plain output tensor (copied when it is a view, a constant or an input)."""
+        v = self.on_chip(v)
+        info = self.b.sched.tensors[v.tensor]
+        plain = np.array_equal(np.asarray(v.rows).reshape(-1), np.arange(np.asarray(v.rows).size))
+        if info.role == "temp" and plain and (v.lanes == "full" or not v.lane_axis):
+            info.role = "output"
+            return v
+        self.b.begin("copy", "output")
+        if v.lanes == "full":
+            out = self.new_full(v.shape, v.dtype, role="output")
+        else:
+            out = self.new_rep(v.shape, v.dtype, lane_axis=False, role="output")
+        self.place_elementwise(f"mov.{v.dtype}", [v], out, "output copy")
+        return out
+
+def _const(c) -> Val:
+    c = np.asarray(c)
+    return Val(None, tuple(c.shape), _F.get(str(c.dtype), str(c.dtype)), const=c)
+
+
+def _recip_np(c):
+    c = np.asarray(c, np.float32)
+    with np.errstate(divide="ignore"):
+        r = np.float32(1.0) / c
+    r = np.where(np.abs(r) < np.float32(2.0**-126), np.float32(0.0) * np.sign(r), r).astype(np.float32)
+    return r
