@@ -79,14 +79,21 @@ class Compiled:
             outs.append(m.reshape(shape))
         return jax.tree.unflatten(self.out_tree, outs)
 
-    def run(self, *inputs, poison: int | None = None, mem: np.ndarray | None = None, **run_kw):
-        """Run on the simulator from a quiet machine. Returns (outputs as the function's pytree, final state)."""
+    def encoded(self, length: int = 1024) -> np.ndarray:
+        """The program as the simulator's int32 array, padded to at least `length` (a power of two) so that
+        programs of different sizes share one compiled simulator."""
+        longest = max((len(q) for q in self.program.queues.values()), default=0)
+        return isa.encode(self.cfg, self.program, length=max(length, isa.size_class(longest)))
+
+    def run(self, *inputs, poison: int | None = None, mem: np.ndarray | None = None, length: int = 1024,
+            **run_kw):
+        """Run on the simulator from a quiet machine. Returns (outputs as the function's pytree, final state).
+        `poison`: fill every MEM word that is not a parameter, constant or input with this byte first."""
         from ..sim import run as sim_run
         from ..state import init_state, mem_image
 
         img = self.mem_image(*inputs, poison=poison) if mem is None else mem
-        prog = isa.encode(self.cfg, self.program, length=isa.size_class(max(
-            (len(q) for q in self.program.queues.values()), default=0)))
+        prog = self.encoded(length)
         state, _ = sim_run(self.cfg, prog, init_state(self.cfg, img), self.cycles, donate=True, **run_kw)
         return self.read_outputs(mem_image(self.cfg, state)), state
 

@@ -38,6 +38,15 @@ class SchedulingError(RuntimeError):
     """The builder found no cycle for a job (it names the job)."""
 
 
+class Collision(Exception):
+    """Two operand vectors of one job share a MEM slice (`index`: the later one), so they cannot both be read in
+    the cycle the unit needs them."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.index = index
+
+
 class Vec:
     """An operand vector: the MEM words of its bytes [(slice, addr)] and the cycle from which a Read sees them."""
 
@@ -75,9 +84,13 @@ class Builder:
         self.op = -1
 
     # ------------------------------------------------------------------ memory
-    def alloc(self, name: str, shape, dtype: str, role: str, value=None, side=None, replicated=False) -> TensorInfo:
+    def alloc(self, name: str, shape, dtype: str, role: str, value=None, side=None, replicated=False,
+              avoid=()) -> TensorInfo:
         """Place a matrix [R, C] of `dtype`: each byte plane in its own slice of one hemisphere (so a vector's
-        bytes travel as one stream group), rows at consecutive addresses. Slices rotate so that tensors spread."""
+        bytes travel as one stream group), rows at consecutive addresses. Even and odd column tiles, and even and
+        odd rows, go to different slice groups where the hemisphere has room, so that a job combining two tiles
+        or two rows of one tensor reads them in the same cycle. Slices in `avoid` (the operands of the job that
+        writes this tensor) and the most used slices are taken last."""
         cfg = self.cfg
         R, C = int(shape[0]), int(shape[1])
         w = dtype_by_name(dtype).width
@@ -87,20 +100,28 @@ class Builder:
             self._side ^= 1
         cands = self.sides[side]
         if len(cands) < w:
-            raise CapacityError(f"{name}: a {dtype} tensor needs {w} MEM slices in one hemisphere; {cfg.name} has {len(cands)}")
-        order = sorted(range(len(cands)), key=lambda i: (self.next_addr[cands[i]], (i - self._rr[side]) % len(cands)))
-        chosen = [cands[i] for i in order[:w]]
-        self._rr[side] = (self._rr[side] + w) % len(cands)
+            raise CapacityError(
+                f"{name}: a {dtype} tensor needs {w} MEM slices in one hemisphere; {cfg.name} has {len(cands)}"
+            )
+        avoid = set(avoid)
+        order = sorted(range(len(cands)), key=lambda i: (cands[i] in avoid, self.next_addr[cands[i]],
+                                                         (i - self._rr[side]) % len(cands)))
+        groups = 2 if (T > 1 or R > 1) and len(cands) >= 2 * w else 1
+        chosen = [[cands[i] for i in order[g * w:(g + 1) * w]] for g in range(groups)]
+        self._rr[side] = (self._rr[side] + w * groups) % len(cands)
         sl = np.zeros((R, T, w), np.int32)
         ad = np.zeros((R, T, w), np.int32)
-        for b, s in enumerate(chosen):
-            need = R * T
-            a0 = int(self.next_addr[s])
-            if a0 + need > cfg.mem_words:
-                self._capacity(name, need * w)
-            self.next_addr[s] = a0 + need
-            sl[:, :, b] = s
-            ad[:, :, b] = a0 + np.arange(R * T).reshape(R, T)
+        rr, tt = np.meshgrid(np.arange(R), np.arange(T), indexing="ij")
+        grp = (rr + tt) % groups
+        for g in range(groups):
+            n_g = int((grp == g).sum())
+            for b, s in enumerate(chosen[g]):
+                a0 = int(self.next_addr[s])
+                if a0 + n_g > cfg.mem_words:
+                    self._capacity(name, R * T * w)
+                self.next_addr[s] = a0 + n_g
+                sl[..., b][grp == g] = s
+                ad[..., b][grp == g] = a0 + np.arange(n_g)
         lay = TensorLayout((R, C), dtype, sl, ad)
         info = TensorInfo(name, lay, role, value, (R, C), replicated)
         self.sched.tensors[name] = info
@@ -169,6 +190,22 @@ class Builder:
         """
         cfg, res, tl = self.cfg, self.res, self.res.tl
         dR, dW = self.dR, self.dW
+        # one Read serves operands that are the same vector; different vectors must come from different slices
+        fields = []
+        uniq: list[Vec] = []
+        for v in srcs:
+            k = next((i for i, u in enumerate(uniq) if u.words == v.words), None)
+            if k is None:
+                uniq.append(v)
+                k = len(uniq) - 1
+            fields.append(k)
+        used = set()
+        for i, v in enumerate(uniq):
+            sl = {s for s, _ in v.words}
+            if sl & used or len(sl) != len(v.words):
+                raise Collision(i if sl & used else -1)
+            used |= sl
+        srcs = uniq
         src_pos = [[int(self.pos_mem[s]) for s, _ in v.words] for v in srcs]
         src_dir = []
         for v, ps in zip(srcs, src_pos):
@@ -240,8 +277,8 @@ class Builder:
                     self._link(ri, -1, int(v.writers[b]))
                 reads.append((ri, d * cfg.n_streams + base + b))
                 k += 1
-        ui = self._put(q, t, make(q, [_stream(d, b) for d, b in zip(src_dir, bases)],
-                                  _stream(out_dir, dbase) if dst else None))
+        groups = [_stream(d, b) for d, b in zip(src_dir, bases)]
+        ui = self._put(q, t, make(q, [groups[k] for k in fields], _stream(out_dir, dbase) if dst else None))
         for ri, sid in reads:
             self._link(ui, sid, ri)
         writes = []
@@ -294,7 +331,30 @@ class Builder:
         def make(q, sb, db):
             return I(mnemonic, (db, *sb))
 
-        return self.job(queues, self.pos_vxm, srcs, dst, d, make, port=lambda q: q, what=what, t0=t0)
+        while True:
+            try:
+                return self.job(queues, self.pos_vxm, srcs, dst, d, make, port=lambda q: q, what=what, t0=t0)
+            except Collision as c:
+                srcs = self._separate(srcs, c.index, what)
+
+    def _separate(self, srcs: list[Vec], index: int, what: str) -> list[Vec]:
+        """Copy operand `index` (by a VXM mov) into slices that no other operand uses."""
+        if index < 0:
+            raise SchedulingError(f"{what}: an operand vector has two bytes in one MEM slice")
+        v = srcs[index]
+        others = {s for i, u in enumerate(srcs) if i != index for s, _ in u.words}
+        dt = {1: "i8", 2: "f16", 4: "f32"}[len(v.words)]
+        name = f"_copy{len(self.sched.tensors)}"
+        side = 0 if int(self.pos_mem[v.words[0][0]]) < self.pos_vxm else 1
+        self.alloc(name, (1, self.cfg.n_lanes), dt, "temp", side=side, avoid=others)
+        if {s for s, _ in self.out_words(name, 0, 0)} & others:
+            self.sched.tensors.pop(name)
+            self.alloc(name, (1, self.cfg.n_lanes), dt, "temp", side=1 - side, avoid=others)
+        _, _, ws, end = self.vxm(f"mov.{dt}", [v], self.out_words(name, 0, 0), f"copy for {what}")
+        self.done(name, 0, 0, end, ws)
+        out = list(srcs)
+        out[index] = self.vec(name, 0, 0)
+        return out
 
     def sxm(self, mnemonic: str, src: Vec, extra: Vec | None, n: int, dst, what: str, t0: int = 0):
         """One SXM lane instruction on a single byte stream: Shift/Rotate by n lanes, or Permute with the
@@ -320,7 +380,11 @@ class Builder:
         if best is None:
             raise SchedulingError(f"{cfg.name} has no SXM units")
         queues, pos, srcs, make = best
-        return self.job(queues, pos, srcs, dst, d, make, port=lambda q: q, what=what, t0=t0)
+        while True:
+            try:
+                return self.job(queues, pos, srcs, dst, d, make, port=lambda q: q, what=what, t0=t0)
+            except Collision as c:
+                srcs = self._separate(srcs, c.index, what)
 
     # ------------------------------------------------------------------ matmul
     def matmul(self, a: str, w: str, out: str, f16: bool, what: str, a_rows=None):

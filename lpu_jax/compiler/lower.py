@@ -117,6 +117,13 @@ class Lowering:
             if v.param in self._params:
                 return self._params[v.param]
             role, base = "param", v.param
+            if c.ndim == 0:  # a scalar parameter: one vector with the value in every lane
+                x = np.full((1, self.cfg.n_lanes), c, c.dtype)
+                t = self.name(base + "_")
+                self.b.alloc(t, x.shape, dt, role, x)
+                out = Val(t, v.shape, dt, np.zeros((), np.int64), "rep", lane_axis=False)
+                self._params[v.param] = out
+                return out
         C = c.shape[-1] if c.ndim else 1
         x = c.reshape(-1, C)
         t = self.name(base + "_")
@@ -221,14 +228,15 @@ class Lowering:
         ins = [self.on_chip(v) for v in ins]
         shape = tuple(int(d) for d in (shape if shape is not None else max((v.shape for v in ins), key=len)))
         full_out = any(v.lanes == "full" for v in ins)
-        lead = shape[:-1] if full_out else shape
+        lane_out = full_out or any(v.lanes == "rep" and v.lane_axis and np.ndim(v.rows) for v in ins)
+        lead = shape[:-1] if lane_out else shape
         fixed = []
         for v in ins:
             rows = np.asarray(v.rows)
             if v.lanes == "full":
                 if v.shape[-1] != shape[-1]:
                     raise self.err(f"operand shapes {[u.shape for u in ins]} do not match along the lane axis")
-            elif full_out and not v.lane_axis and rows.ndim:
+            elif lane_out and not v.lane_axis and rows.ndim:
                 if rows.ndim == len(shape) and v.shape[-1] == 1:
                     rows = rows[..., 0]
                 else:
@@ -238,7 +246,7 @@ class Lowering:
                     rows = np.broadcast_to(rows.reshape((1,) * (len(lead) - rows.ndim) + rows.shape), lead)
                 except ValueError:
                     raise self.err(f"operand shapes {[u.shape for u in ins]} do not broadcast to {shape}") from None
-            fixed.append(dataclasses.replace(v, rows=rows, lane_axis=True if full_out else v.lane_axis))
+            fixed.append(dataclasses.replace(v, rows=rows, lane_axis=lane_out or v.lane_axis))
         ins = fixed
         if full_out:
             C = shape[-1]
@@ -246,7 +254,7 @@ class Lowering:
                 v.lanes == "full" and v.clean for v in ins))
             out = self.new_full(shape, out_dtype, clean=clean)
         else:
-            out = self.new_rep(shape, out_dtype, lane_axis=any(v.lane_axis and np.ndim(v.rows) for v in ins))
+            out = self.new_rep(shape, out_dtype, lane_axis=lane_out)
         self.place_elementwise(mnemonic, ins, out)
         return out
 
