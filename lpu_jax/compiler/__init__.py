@@ -22,7 +22,7 @@ from ..config import ChipConfig
 from ..kernels.layout import CapacityError
 from .builder import Builder, SchedulingError
 from .check import ScheduleError, check_schedule
-from .lower import LoweringError, Lowering, Val, _F
+from .lower import _F, Lowering, LoweringError, Val
 from .report import Report, make_report
 from .schedule import Schedule
 
@@ -85,8 +85,7 @@ class Compiled:
         longest = max((len(q) for q in self.program.queues.values()), default=0)
         return isa.encode(self.cfg, self.program, length=max(length, isa.size_class(longest)))
 
-    def run(self, *inputs, poison: int | None = None, mem: np.ndarray | None = None, length: int = 1024,
-            **run_kw):
+    def run(self, *inputs, poison: int | None = None, mem: np.ndarray | None = None, length: int = 1024, **run_kw):
         """Run on the simulator from a quiet machine. Returns (outputs as the function's pytree, final state).
         `poison`: fill every MEM word that is not a parameter, constant or input with this byte first."""
         from ..sim import run as sim_run
@@ -94,7 +93,9 @@ class Compiled:
 
         img = self.mem_image(*inputs, poison=poison) if mem is None else mem
         prog = self.encoded(length)
-        state, _ = sim_run(self.cfg, prog, init_state(self.cfg, img), self.cycles, donate=True, **run_kw)
+        chunk = run_kw.setdefault("chunk", 256)
+        n = -(-self.cycles // chunk) * chunk  # whole scans: one compiled simulator (the program has halted)
+        state, _ = sim_run(self.cfg, prog, init_state(self.cfg, img), n, donate=True, **run_kw)
         return self.read_outputs(mem_image(self.cfg, state)), state
 
     def report(self) -> Report:
@@ -145,5 +146,15 @@ def compile_fn(fn, params, *example_inputs, cfg: ChipConfig, check: bool = True)
     if check:
         check_schedule(sched)
     program = sched.emit()
-    return Compiled(cfg, sched, program, in_names, in_shapes, in_dtypes, out_names,
-                    [tuple(o.shape) for o in out_flat], out_tree, time.perf_counter() - t0)
+    return Compiled(
+        cfg,
+        sched,
+        program,
+        in_names,
+        in_shapes,
+        in_dtypes,
+        out_names,
+        [tuple(o.shape) for o in out_flat],
+        out_tree,
+        time.perf_counter() - t0,
+    )

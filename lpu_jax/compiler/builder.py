@@ -82,10 +82,13 @@ class Builder:
         self._rr = [0, 0]
         self._side = 0
         self.op = -1
+        self.plane_lw_free = {p: 0 for p in range(cfg.n_planes)}
+        self.plane_abc_free = {p: 0 for p in range(cfg.n_planes)}
 
     # ------------------------------------------------------------------ memory
-    def alloc(self, name: str, shape, dtype: str, role: str, value=None, side=None, replicated=False,
-              avoid=()) -> TensorInfo:
+    def alloc(
+        self, name: str, shape, dtype: str, role: str, value=None, side=None, replicated=False, avoid=()
+    ) -> TensorInfo:
         """Place a matrix [R, C] of `dtype`: each byte plane in its own slice of one hemisphere (so a vector's
         bytes travel as one stream group), rows at consecutive addresses. Even and odd column tiles, and even and
         odd rows, go to different slice groups where the hemisphere has room, so that a job combining two tiles
@@ -104,10 +107,12 @@ class Builder:
                 f"{name}: a {dtype} tensor needs {w} MEM slices in one hemisphere; {cfg.name} has {len(cands)}"
             )
         avoid = set(avoid)
-        order = sorted(range(len(cands)), key=lambda i: (cands[i] in avoid, self.next_addr[cands[i]],
-                                                         (i - self._rr[side]) % len(cands)))
+        order = sorted(
+            range(len(cands)),
+            key=lambda i: (cands[i] in avoid, self.next_addr[cands[i]], (i - self._rr[side]) % len(cands)),
+        )
         groups = 2 if (T > 1 or R > 1) and len(cands) >= 2 * w else 1
-        chosen = [[cands[i] for i in order[g * w:(g + 1) * w]] for g in range(groups)]
+        chosen = [[cands[i] for i in order[g * w : (g + 1) * w]] for g in range(groups)]
         self._rr[side] = (self._rr[side] + w * groups) % len(cands)
         sl = np.zeros((R, T, w), np.int32)
         ad = np.zeros((R, T, w), np.int32)
@@ -180,8 +185,20 @@ class Builder:
         return 0 if dst_pos > src_pos else 1
 
     # ------------------------------------------------------------------ one job
-    def job(self, queues, pos_u: int, srcs: list[Vec], dst: list | None, delay: int, make, port=None,
-            what: str = "", t0: int = 0, occupancy: int = 1, src_widths=None):
+    def job(
+        self,
+        queues,
+        pos_u: int,
+        srcs: list[Vec],
+        dst: list | None,
+        delay: int,
+        make,
+        port=None,
+        what: str = "",
+        t0: int = 0,
+        occupancy: int = 1,
+        src_widths=None,
+    ):
         """Place one unit instruction fed from MEM and (if `dst`) written back to MEM.
 
         queues: candidate queue names (the first free one is used). srcs: operand vectors (each one stream
@@ -208,7 +225,7 @@ class Builder:
         srcs = uniq
         src_pos = [[int(self.pos_mem[s]) for s, _ in v.words] for v in srcs]
         src_dir = []
-        for v, ps in zip(srcs, src_pos):
+        for ps in src_pos:
             dirs = {self._dir(p, pos_u) for p in ps}
             if len(dirs) != 1:
                 raise SchedulingError(f"{what}: an operand's bytes lie on both sides of the unit")
@@ -250,7 +267,9 @@ class Builder:
                     ok = False
                     break
                 for b, p in enumerate(ps):
-                    res.reserve_flight(d * cfg.n_streams + base + b, res.diag(d, pos_u, t), min(p, pos_u), max(p, pos_u))
+                    res.reserve_flight(
+                        d * cfg.n_streams + base + b, res.diag(d, pos_u, t), min(p, pos_u), max(p, pos_u)
+                    )
                 bases.append(base)
             dbase = None
             if ok and dst:
@@ -258,8 +277,12 @@ class Builder:
                 ok = dbase is not None
                 if ok:
                     for b, p in enumerate(dst_pos):
-                        res.reserve_flight(out_dir * cfg.n_streams + dbase + b, res.diag(out_dir, pos_u, t + delay),
-                                           min(p, pos_u), max(p, pos_u))
+                        res.reserve_flight(
+                            out_dir * cfg.n_streams + dbase + b,
+                            res.diag(out_dir, pos_u, t + delay),
+                            min(p, pos_u),
+                            max(p, pos_u),
+                        )
             if not ok:
                 res.undo(mark)
                 t += 1
@@ -391,10 +414,10 @@ class Builder:
         """out[M, N] = a[M, K] @ w[K, N] on the MXM: int8 -> int32 or fp16 -> fp32 (weights `w` stored by
         `alloc_weights`). Weight-stationary: per (N tile, M block) unit, K tiles in order; the next tile's
         weights load while the current one computes."""
-        cfg, res, tl = self.cfg, self.res, self.res.tl
+        cfg, _res, tl = self.cfg, self.res, self.res.tl
         L = cfg.n_lanes
         winfo = self.sched.tensors[w]
-        Kt, Nt, kd = winfo.detail_kt, winfo.detail_nt, (L // 2 if f16 else L)
+        Kt, Nt, _kd = winfo.detail_kt, winfo.detail_nt, (L // 2 if f16 else L)
         M = self.sched.tensors[out].layout.shape[0]
         a_rows = np.arange(M) if a_rows is None else np.asarray(a_rows)
         blocks = _blocks(M, cfg.mxm_acc_rows)
@@ -403,8 +426,9 @@ class Builder:
         lat, d_acc, d_iw = abc_latency(cfg), cfg.delay("mxm.acc"), cfg.delay("mxm.iw")
         occ = 2 if f16 else 1
         self.sched.ops[self.op].detail.update(planes=len(planes), k_tiles=Kt, n_tiles=Nt, m_blocks=len(blocks))
-        plane_free = {p: 0 for p in planes}  # the cycle from which the plane's next unit may start its LWs
-        abc_free = {p: 0 for p in planes}
+        # per plane, across matmuls: the cycle from which the next tile's LWs may start (after the last IW, which
+        # captured the buffer) and the cycle after the last ABC
+        plane_free, abc_free = self.plane_lw_free, self.plane_abc_free
         for i, (n, b) in enumerate(units):
             p = planes[i % len(planes)]
             din, dout = cfg.plane_in_dir(p), 1 - cfg.plane_in_dir(p)
@@ -426,8 +450,9 @@ class Builder:
                     last = kk == Kt - 1
                     mode = (isa.ACC_ADD if kk else 0) | (isa.ACC_EMIT if last else 0)
                     dst = self.out_words(out, m, n) if last else None
-                    t, ai = self._abc(p, pos_p, din, dout, src, dst, t, lat, d_acc, f16, half, m - m0, mode,
-                                      out, m, n, what)
+                    t, ai = self._abc(
+                        p, pos_p, din, dout, src, dst, t, lat, d_acc, f16, half, m - m0, mode, out, m, n, what
+                    )
                     last_abc = t
                     t += occ
                 lw_t = t_iw + 1  # the next tile's LWs may start once this one is installed
@@ -470,8 +495,9 @@ class Builder:
                 ok = dbase is not None
                 if ok:
                     for b, x in enumerate(pds):
-                        res.reserve_flight(dout * S + dbase + b, res.diag(dout, pos_p, t_acc + d_acc),
-                                           min(x, pos_p), max(x, pos_p))
+                        res.reserve_flight(
+                            dout * S + dbase + b, res.diag(dout, pos_p, t_acc + d_acc), min(x, pos_p), max(x, pos_p)
+                        )
             if not ok:
                 res.undo(mark)
                 t += 1
@@ -533,7 +559,9 @@ class Builder:
             reads = []
             for b, (r, x) in enumerate(zip(rows, ps)):
                 res.reserve_flight(din * S + base + b, res.diag(din, pos_p, t), min(x, pos_p), max(x, pos_p))
-                ri = self._put_mem(int(sl[r]), t - self.dR - abs(x - pos_p), I("Read", (int(ad[r]), _stream(din, base + b))))
+                ri = self._put_mem(
+                    int(sl[r]), t - self.dR - abs(x - pos_p), I("Read", (int(ad[r]), _stream(din, base + b)))
+                )
                 reads.append((ri, din * S + base + b))
             li = self._put(q, t, I("LW", (r0, _stream(din, base), len(rows))))
             for ri, sid in reads:
@@ -596,7 +624,7 @@ class Builder:
             v8 = wv.view(np.uint8)
             for kk in range(Kt):
                 for n in range(Nt):
-                    rows_bytes[kk, n] = v8[kk * L:(kk + 1) * L, n * L:(n + 1) * L]
+                    rows_bytes[kk, n] = v8[kk * L : (kk + 1) * L, n * L : (n + 1) * L]
         flat = rows_bytes.reshape(-1, L)
         lay = TensorLayout((flat.shape[0], L), "u8", tsl.reshape(-1, 1, 1), tad.reshape(-1, 1, 1))
         info = TensorInfo(name, lay, "param", flat, (K, N))

@@ -110,8 +110,10 @@ def check_schedule(sched: Schedule) -> None:
         for s, pos, land in em:
             key = (s, pos, land)
             if key in seen:
-                raise ScheduleError(f"{where(i)} and {where(seen[key])} put values on stream {s} at position {pos} "
-                                    f"in the same cycle {land}")
+                raise ScheduleError(
+                    f"{where(i)} and {where(seen[key])} put values on stream {s} at position {pos} "
+                    f"in the same cycle {land}"
+                )
             seen[key] = i
             d = diagonal(s // S, pos, land)
             landings.setdefault((s, d), []).append((pos, i))
@@ -138,8 +140,10 @@ def check_schedule(sched: Schedule) -> None:
                 raise ScheduleError(f"{where(i)} reads stream {s} but the schedule names no producer for it")
             if best is None or best[1] != want:
                 got = "nothing" if best is None else where(best[1])
-                raise ScheduleError(f"{where(i)} reads stream {s} expecting the value of {where(want)}, but finds "
-                                    f"{got} (a value overwritten in flight)")
+                raise ScheduleError(
+                    f"{where(i)} reads stream {s} expecting the value of {where(want)}, but finds "
+                    f"{got} (a value overwritten in flight)"
+                )
     # banks and MEM words
     banks = {}
     written = {}
@@ -153,8 +157,10 @@ def check_schedule(sched: Schedule) -> None:
         at = p.cycle + (cfg.delay("Write") if p.ins.mnemonic == "Write" else 0)
         key = (s, a // cfg.bank_words, at)
         if key in banks:
-            raise ScheduleError(f"{where(i)} and {where(banks[key])} use SRAM bank {key[1]} of slice "
-                                f"{cfg.mem_names[s]} in the same cycle {at}")
+            raise ScheduleError(
+                f"{where(i)} and {where(banks[key])} use SRAM bank {key[1]} of slice "
+                f"{cfg.mem_names[s]} in the same cycle {at}"
+            )
         banks[key] = i
         if p.ins.mnemonic == "Write":
             if (s, a) in written:
@@ -181,7 +187,7 @@ def _check_planes(sched: Schedule, where) -> None:
             per_plane[int(p.queue.split(".")[1])].append(i)
     pairs = {c: prod for c, s, prod in sched.links if s == -2}
     acc_of = {prod: c for c, prod in pairs.items()}
-    for plane, idx in per_plane.items():
+    for _plane, idx in per_plane.items():
         idx.sort(key=lambda i: (sched.instrs[i].cycle, sched.instrs[i].queue))
         loaded = set()
         installs = []
@@ -192,8 +198,10 @@ def _check_planes(sched: Schedule, where) -> None:
                 loaded.update(range(p.ins.operands[0], p.ins.operands[0] + p.ins.operands[2]))
             elif m == "IW":
                 if len(loaded) != L:
-                    raise ScheduleError(f"{where(i)} installs a weight tile with {len(loaded)} of {L} rows loaded "
-                                        "since the previous install")
+                    raise ScheduleError(
+                        f"{where(i)} installs a weight tile with {len(loaded)} of {L} rows loaded "
+                        "since the previous install"
+                    )
                 loaded = set()
                 installs.append(p.cycle)
             elif m.startswith("ABC"):

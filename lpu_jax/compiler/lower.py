@@ -158,7 +158,7 @@ class Lowering:
         if v.rows.ndim == 0:
             r = int(v.rows)
         else:
-            r = int(v.rows[idx[len(idx) - v.rows.ndim:]]) if idx else int(v.rows)
+            r = int(v.rows[idx[len(idx) - v.rows.ndim :]]) if idx else int(v.rows)
         return self.b.vec(v.tensor, r, 0 if v.lanes == "rep" else t)
 
     def tiles(self, v: Val) -> int:
@@ -189,11 +189,13 @@ class Lowering:
             outs = outs if eqn.primitive.multiple_results else [outs]
             return [_const(o) for o in outs]
         # layout-only ops on parameters stay parameters (a relayout is placement, not computation)
-        if prim in ("reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim") and ins[0].param is not None \
-                and ins[0].tensor is None:
+        if (
+            prim in ("reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim")
+            and ins[0].param is not None
+            and ins[0].tensor is None
+        ):
             out = eqn.primitive.bind(ins[0].const, **p)
-            return [Val(None, tuple(out.shape), ins[0].dtype, const=np.asarray(out),
-                        param=f"{ins[0].param}.{prim}")]
+            return [Val(None, tuple(out.shape), ins[0].dtype, const=np.asarray(out), param=f"{ins[0].param}.{prim}")]
         handler = getattr(self, "p_" + prim, None)
         if handler is None:
             raise self.err(f"the compiler does not support the primitive `{prim}`")
@@ -250,8 +252,9 @@ class Lowering:
         ins = fixed
         if full_out:
             C = shape[-1]
-            clean = C % self.cfg.n_lanes == 0 or (op in self._KEEPS_ZERO and all(
-                v.lanes == "full" and v.clean for v in ins))
+            clean = C % self.cfg.n_lanes == 0 or (
+                op in self._KEEPS_ZERO and all(v.lanes == "full" and v.clean for v in ins)
+            )
             out = self.new_full(shape, out_dtype, clean=clean)
         else:
             out = self.new_rep(shape, out_dtype, lane_axis=lane_out)
@@ -384,7 +387,6 @@ class Lowering:
             v = self.elementwise(op, f"{op}.f32", [v, c], "f32", v.shape)
         self.b.begin("quantise", self.source)
         return self.elementwise("convert", "convert.f32.i8", [v], "i8", v.shape)
-
 
     # ------------------------------------------------------------------ shapes and views
     def p_broadcast_in_dim(self, eqn, x):
@@ -533,7 +535,7 @@ class Lowering:
             words = b.out_words(out.tensor, r_out, 0)
             writes, end = [], 0
             for j in range(4):
-                src = Vec([acc.words[j]], acc.ready, acc.writers[j:j + 1])
+                src = Vec([acc.words[j]], acc.ready, acc.writers[j : j + 1])
                 mp = b.vec(zmap_t, 0, 0)
                 _, _, ws, e = b.sxm("Permute", src, mp, 0, [words[j]], "reduce broadcast")
                 writes += ws
@@ -563,7 +565,7 @@ class Lowering:
         words = b.out_words(t, 0, 0)
         writes, end = [], 0
         for j in range(len(src.words)):
-            one = Vec([src.words[j]], src.ready, src.writers[j:j + 1])
+            one = Vec([src.words[j]], src.ready, src.writers[j : j + 1])
             _, _, ws, e = b.sxm(mnemonic, one, extra, n, [words[j]], f"{what} at {self.source}")
             writes += ws
             end = max(end, e)
@@ -591,7 +593,7 @@ class Lowering:
                     else:
                         vs.append(b.vec(zero.tensor, 0, 0))
                 while len(vs) > 2:
-                    vs = [self._vxm_new(f"{op}.f32", vs[i:i + 2], "row reduce") for i in range(0, len(vs), 2)]
+                    vs = [self._vxm_new(f"{op}.f32", vs[i : i + 2], "row reduce") for i in range(0, len(vs), 2)]
                 mn = f"{op}.f32" if len(vs) == 2 else "mov.f32"
                 _, _, ws, end = b.vxm(mn, vs, b.out_words(out.tensor, r_out, t), f"row reduce at {self.source}")
                 b.done(out.tensor, r_out, t, end, ws)
@@ -603,8 +605,9 @@ class Lowering:
         pet = eqn.params.get("preferred_element_type")
         out_dt = _F.get(str(eqn.outvars[0].aval.dtype))
         if lb or rb:
-            raise self.err("dot_general with batch dimensions (attention between two computed tensors) is not "
-                           "supported yet")
+            raise self.err(
+                "dot_general with batch dimensions (attention between two computed tensors) is not supported yet"
+            )
         if w.param is None or w.tensor is not None:
             raise self.err("the right operand of a matrix product must be a parameter (weights in MEM)")
         if tuple(lc) != (len(x.shape) - 1,) or len(w.shape) != 2 or tuple(rc) not in ((0,), (1,)):
@@ -618,8 +621,10 @@ class Lowering:
         elif kinds == ("f16", "f16", "f32"):
             f16 = True
         else:
-            raise self.err(f"matrix product {kinds[0]} x {kinds[1]} -> {kinds[2]} is not supported (int8 x int8 -> "
-                           f"int32 or float16 x float16 -> float32; preferred_element_type={pet})")
+            raise self.err(
+                f"matrix product {kinds[0]} x {kinds[1]} -> {kinds[2]} is not supported (int8 x int8 -> "
+                f"int32 or float16 x float16 -> float32; preferred_element_type={pet})"
+            )
         x = self.on_chip(x)
         if x.lanes != "full":
             raise self.err("the left operand of a matrix product must be a full tensor")
@@ -631,8 +636,12 @@ class Lowering:
             self.b.alloc_weights(name, np.ascontiguousarray(wv), f16)
             self._weights[key] = name
         wname = self._weights[key]
-        self.b.begin("matmul", self.source, shape=(int(np.prod(x.lead)) if x.lead else 1, wv.shape[0], wv.shape[1]),
-                     dtype="f16" if f16 else "i8")
+        self.b.begin(
+            "matmul",
+            self.source,
+            shape=(int(np.prod(x.lead)) if x.lead else 1, wv.shape[0], wv.shape[1]),
+            dtype="f16" if f16 else "i8",
+        )
         shape = tuple(x.shape[:-1]) + (wv.shape[1],)
         out = self.new_full(shape, out_dt, clean=True)
         a_rows = np.asarray(x.rows).reshape(-1)
@@ -655,6 +664,7 @@ class Lowering:
             out = self.new_rep(v.shape, v.dtype, lane_axis=False, role="output")
         self.place_elementwise(f"mov.{v.dtype}", [v], out, "output copy")
         return out
+
 
 def _const(c) -> Val:
     c = np.asarray(c)

@@ -47,7 +47,7 @@ class Resources:
     # ------------------------------------------------------------------ streams
     def flight_free(self, sid: int, diag: int, lo: int, hi: int) -> bool:
         """Whether stream `sid` is free on diagonal `diag` over positions lo..hi (inclusive)."""
-        return all(h < lo or l > hi for l, h in self._flights.get((sid, diag), ()))
+        return all(b < lo or a > hi for a, b in self._flights.get((sid, diag), ()))
 
     def reserve_flight(self, sid: int, diag: int, lo: int, hi: int) -> None:
         self._flights[(sid, diag)].append((lo, hi))
