@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 
 import jax
 import numpy as np
@@ -513,8 +514,7 @@ class Lowering:
         w = min(x.shape[-1], L)
         lead = x.lead
         out = self.new_rep(lead, "f32", lane_axis=False)
-        zmap = self.on_chip(Val(None, (1, L), "i16", const=np.arange(L, dtype=np.int16) * 0 + np.int16(0)))
-        zmap_t = zmap.tensor
+        zmaps = self.zero_maps()
         shift = "Shift.down" if op == "add" else "Rotate.down"
         steps = []
         k = 1
@@ -536,13 +536,29 @@ class Lowering:
             writes, end = [], 0
             for j in range(4):
                 src = Vec([acc.words[j]], acc.ready, acc.writers[j : j + 1])
-                mp = b.vec(zmap_t, 0, 0)
+                mp = next((m for m in zmaps if acc.words[j][0] not in m.slices), zmaps[0]).vec
                 _, _, ws, e = b.sxm("Permute", src, mp, 0, [words[j]], "reduce broadcast")
                 writes += ws
                 end = max(end, e)
             b.done(out.tensor, r_out, 0, end, writes)
         del R
         return out
+
+    def zero_maps(self):
+        """All-zero Permute lane maps (uint16, 2 slices each) in three different slice pairs, so that a Permute can
+        always take its map from slices other than its data byte's."""
+        if not hasattr(self, "_zmaps"):
+            L = self.cfg.n_lanes
+            self._zmaps = []
+            used: set = set()
+            for k in range(3):
+                t = self.name("zmap")
+                self.b.alloc(t, (1, L), "i16", "const", np.zeros((1, L), np.int16), side=k % 2, avoid=used)
+                v = self.b.vec(t, 0, 0)
+                sl = {s for s, _ in v.words}
+                used |= sl
+                self._zmaps.append(types.SimpleNamespace(vec=v, slices=sl))
+        return self._zmaps
 
     def _scratch(self, dtype: str, rows: int = 1, side=None) -> str:
         t = self.name("s")
