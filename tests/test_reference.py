@@ -172,7 +172,24 @@ def test_encoder_fp32_matches_numpy_bert(gelu):
         ids, mask = enc_inputs(seed, pad=pad)
         got = np.asarray(enc_fwd(params, cfg, ids, mask))
         want = np_bert(params, cfg, ids, mask)
-        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5, err_msg=f"gelu={gelu} pad={pad}")
+        np.testing.assert_allclose(got, want, rtol=0, atol=4e-6, err_msg=f"gelu={gelu} pad={pad}")  # measured 1e-6
+
+
+def test_elementwise_blocks_match_numpy():
+    x = np.linspace(-6.0, 6.0, 241, dtype=np.float32)
+    for kind in ("tanh", "erf"):
+        got = np.asarray(M.gelu(jnp.asarray(x), kind))
+        np.testing.assert_allclose(got, np_gelu(x.astype(np.float64), kind), rtol=0, atol=1.5e-6, err_msg=kind)
+    rows = np.random.default_rng(5).standard_normal((4, 48)).astype(np.float32) * 3
+    p = {"scale": np.linspace(0.5, 1.5, 48), "bias": np.linspace(-1, 1, 48)}
+    got = M.layer_norm(
+        jnp.asarray(rows), jnp.asarray(p["scale"], jnp.float32), jnp.asarray(p["bias"], jnp.float32), 1e-5
+    )
+    np.testing.assert_allclose(got, np_ln(rows.astype(np.float64), p, 1e-5), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(M.softmax(jnp.asarray(rows)), np_softmax(rows.astype(np.float64)), rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(M.causal_bias(3), [[0, -1e4, -1e4], [0, 0, -1e4], [0, 0, 0]])
+    np.testing.assert_array_equal(M.cache_bias(4, jnp.int32(1)), [[0, 0, -1e4, -1e4]])
+    np.testing.assert_array_equal(M.padding_bias(jnp.asarray([1, 1, 0])), [[0, 0, -1e4]])
 
 
 def test_encoder_tree_shapes():
@@ -193,7 +210,7 @@ def test_sentence_embedding_is_masked_mean_then_l2():
     pooled = np_bert(params, cfg, ids, mask)[mask == 1].mean(0)
     want = pooled / np.linalg.norm(pooled)
     got = np.asarray(embed(params, cfg, ids, mask))
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-7)  # measured 5e-8
     batch = np.asarray(R.embed_batch(params, cfg, np.stack([ids, ids]), np.stack([mask, mask])))
     np.testing.assert_allclose(batch, np.stack([got, got]), rtol=0, atol=1e-6)
     # Padding positions do not change the embedding (their ids and the mask are both ignored).
@@ -207,7 +224,7 @@ def test_decoder_fp32_matches_numpy_gpt():
     params = dec_params()
     ids = dec_inputs(20)
     got = np.asarray(dec_fwd(params, DEC, ids))
-    np.testing.assert_allclose(got, np_gpt(params, DEC, ids), rtol=0, atol=5e-5)
+    np.testing.assert_allclose(got, np_gpt(params, DEC, ids), rtol=0, atol=4e-6)  # measured 9e-7, |logits| < 4
     assert got.shape == (T, DEC.vocab_size)
     assert jax.tree_util.tree_map(lambda a: a.shape, params)["lm_head"] == {"kernel": (32, 47)}
 
@@ -223,7 +240,7 @@ def test_decode_step_matches_full_forward(policy):
     full = np.asarray(dec_fwd(params, DEC, ids, policy))
     cache = R.init_cache(DEC)
     assert cache.k.shape == cache.v.shape == (DEC.layers, DEC.max_len, DEC.hidden)
-    tol = {"fp32": 2e-5, "fp16": 3e-3, "int8": 3e-3}[policy]  # fp16/int8: p rounded to f16/int8
+    tol = {"fp32": 2e-6, "fp16": 3e-3, "int8": 3e-3}[policy]  # fp16/int8: p rounded to f16/int8
     for pos in range(DEC.max_len):
         logits, cache = dec_step(params, DEC, cache, ids[pos], pos, policy)
         assert logits.shape == (DEC.vocab_size,)
@@ -232,7 +249,7 @@ def test_decode_step_matches_full_forward(policy):
     p = f64(params) if policy == "fp32" else None
     if p is not None:
         x0 = np_ln(p["embeddings"]["word"][ids] + p["embeddings"]["position"], p["layer_0"]["ln_1"], DEC.ln_eps)
-        np.testing.assert_allclose(cache.k[0], np_dense(x0, p["layer_0"]["attention"]["key"]), atol=2e-5)
+        np.testing.assert_allclose(cache.k[0], np_dense(x0, p["layer_0"]["attention"]["key"]), rtol=0, atol=4e-6)
 
 
 @pytest.mark.parametrize("policy", ["fp32", "int8"])
@@ -423,9 +440,10 @@ def model_jaxprs(policy):
     return {"encoder": enc.jaxpr, "decoder": dec.jaxpr, "decode_step": step.jaxpr}
 
 
-# The primitive sets measured for these models (identical for the three policies apart from the int8
-# quantisation's round/clamp; decode_step adds iota/le/dynamic_slice/dynamic_update_slice, the decoder's
-# causal mask iota/le/select_n).
+# The primitive sets measured for these models in fp32. fp16 adds convert_element_type (f32 -> f16), int8
+# round/clamp/convert_element_type (quantisation). The encoder converts the mask to f32 and pools (max, squeeze
+# from type[0]); the decoder's causal mask is iota/le/select_n; decode_step adds the cache's dynamic slices and
+# the squeeze of cache.k[layer].
 EXPECTED = {
     "encoder": {"jit", "gather", "slice", "squeeze", "broadcast_in_dim", "add", "sub", "mul", "div", "max",
                 "reduce_sum", "reduce_max", "rsqrt", "exp", "tanh", "convert_element_type", "dot_general",
@@ -434,7 +452,7 @@ EXPECTED = {
                 "reduce_max", "rsqrt", "exp", "tanh", "dot_general", "reshape", "transpose", "iota", "le",
                 "select_n"},
 }  # fmt: skip
-EXPECTED["decode_step"] = (EXPECTED["decoder"] | {"dynamic_slice", "dynamic_update_slice", "squeeze"}) - {"slice"}
+EXPECTED["decode_step"] = EXPECTED["decoder"] | {"dynamic_slice", "dynamic_update_slice", "squeeze"}
 QUANT = {"round", "clamp", "convert_element_type"}
 
 
@@ -444,9 +462,7 @@ def test_jaxpr_primitives_and_matmul_types(policy):
         found = primitives(jaxpr)
         assert set(found) <= ALLOWED, f"{policy} {name}: not allowed {sorted(set(found) - ALLOWED)}"
         extra = QUANT if policy == "int8" else {"convert_element_type"} if policy == "fp16" else set()
-        assert set(found) - {"slice", "squeeze"} == (EXPECTED[name] | extra) - {"slice", "squeeze"}, (
-            f"{policy} {name}: {sorted(found)}"
-        )
+        assert set(found) == EXPECTED[name] | extra, f"{policy} {name}: {sorted(found)}"
         layers = ENC.layers if name == "encoder" else DEC.layers
         n_dots = 8 * layers + (name != "encoder")  # q, k, v, out, ffn_in, ffn_out, scores, context (+ lm_head)
         assert dots(jaxpr) == [DOT_DTYPES[policy]] * n_dots, f"{policy} {name}"

@@ -9,6 +9,8 @@ Public API
   policies      calibrate, prepare_params, quantize
   modules       Encoder, Decoder (flax linen)
   MiniLM        minilm_dir, load_minilm, tokenizer, encode, embed_reference
+The building blocks (dense, attention_scores, layer_norm, gelu, softmax, ...) live in `lpu_jax.reference.models`;
+`lpu_jax.reference.chipnum` evaluates the models' jaxprs with the chip's numerics.
 """
 
 from .minilm import embed_reference, encode, load_minilm, minilm_dir, tokenizer
