@@ -416,7 +416,7 @@ def test_fp16_dot_equals_exact_fraction_chunks(lanes, k):
 
 def test_fp16_dot_special_values():
     inf, nan = np.float16(np.inf), np.float16(np.nan)
-    a = np.array([[inf, 1], [inf, -inf], [nan, 1], [-0.0, -0.0], [inf, 0], [0, 1]], np.float16)
+    a = np.array([[inf, 1], [inf, -inf], [nan, 1], [-0.0, -0.0], [inf, 0], [0, 1], [-0.0, 1]], np.float16)
     b = np.array([[1], [np.float16(-0.0)]], np.float16)
     b2 = np.array([[1], [1]], np.float16)
 
@@ -424,7 +424,7 @@ def test_fp16_dot_special_values():
         return jnp.dot(a, b, preferred_element_type=jnp.float32)
 
     got = C.run(fn, a, b, lanes=8)
-    assert list(u32(got[:, 0])) == [0x7F800000, 0x7FC00000, 0x7FC00000, 0, 0x7F800000, 0]
+    assert list(u32(got[:, 0])) == [0x7F800000, 0x7FC00000, 0x7FC00000, 0, 0x7F800000, 0, 0]
     got = C.run(fn, a[4:5], np.array([[0], [1]], np.float16), lanes=8)  # inf * 0
     assert u32(got[0, 0]) == 0x7FC00000
     got = C.run(fn, a[1:2], b2, lanes=2)  # +inf and -inf in different chunks: inf + -inf = NaN
