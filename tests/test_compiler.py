@@ -37,13 +37,19 @@ def quant(x, inv):
     return jnp.clip(jnp.round(x * inv), -127, 127).astype(jnp.int8)
 
 
+def quant_lax(x, inv):  # the reference models' form: round, clamp, convert
+    return jax.lax.clamp(-127.0, jax.lax.round(x * inv, jax.lax.RoundingMethod.TO_NEAREST_EVEN), 127.0).astype(
+        jnp.int8
+    )
+
+
 def gelu_tanh(x):
     return 0.5 * x * (1.0 + jnp.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
 
 
 def ffn_int8(p, x):
     """A post-LN int8 feed-forward block as the int8 policy writes it (docs/numerics.md)."""
-    h = jnp.dot(quant(x, p["inv1"]), p["w1"], preferred_element_type=jnp.int32)
+    h = jnp.dot(quant_lax(x, p["inv1"]), p["w1"], preferred_element_type=jnp.int32)
     h = gelu_tanh(h.astype(jnp.float32) * p["deq1"] + p["b1"])
     y = jnp.dot(quant(h, p["inv2"]), p["w2"], preferred_element_type=jnp.int32)
     y = y.astype(jnp.float32) * p["deq2"] + p["b2"]

@@ -344,6 +344,12 @@ class Lowering:
             raise self.err("`round` away from zero is not supported (the VXM rounds half to even)")
         return dataclasses.replace(x, pending={"src": x, "lo": None, "hi": None})
 
+    def p_clamp(self, eqn, lo, x, hi):
+        """lax.clamp(lo, x, hi): on a rounded value, part of an int8 quantisation; otherwise max then min."""
+        if x.pending is not None:
+            return self.clamp_pending(self.clamp_pending(x, lo, "lo"), hi, "hi")
+        return self.binary(eqn, "min", self.binary(eqn, "max", x, lo), hi)
+
     def clamp_pending(self, x, y, which):
         v, c = (x, y) if x.pending is not None else (y, x)
         if not c.is_const or np.asarray(c.const).size != 1 and not np.all(c.const == np.asarray(c.const).flat[0]):
