@@ -302,20 +302,40 @@ def test_lane_sum_order_matters():
     assert np.any(u32(C.lane_sum(y, 8)) != u32(np.sum(y, axis=-1)))
 
 
-def test_reduce_sum_other_axes_sequential_and_last_axis_in_lane_order():
-    rng = np.random.default_rng(6)
-    x = (rng.choice([-1, 1], (7, 5, 9)) * np.exp(rng.uniform(-10, 10, (7, 5, 9)))).astype(np.float32)
-    got0, got2, got02 = C.run(lambda x: (jnp.sum(x, 0), jnp.sum(x, 2), jnp.sum(x, (0, 2))), x, lanes=4)
-    acc = x[0]
-    for i in range(1, 7):
-        acc = np.vectorize(_ref_add, otypes=[np.float32])(acc, x[i])
-    assert_bits_equal(got0, acc, "sum over axis 0")
+def _tree_over_rows(rows: list) -> np.ndarray:
+    """Pairwise tree over whole vectors written as recursion: halves of a power-of-two zero-padded list."""
+    width = 1
+    while width < len(rows):
+        width *= 2
+    rows = list(rows) + [np.zeros_like(rows[0])] * (width - len(rows))
+
+    def tree(lo, hi):
+        if hi - lo == 1:
+            return np.asarray(rows[lo], np.float32)
+        mid = (lo + hi) // 2
+        return np.vectorize(_ref_add, otypes=[np.float32])(tree(lo, mid), tree(mid, hi))
+
+    out = tree(0, width)
+    return np.where((u32(out) & 0x7F800000) == 0, f32(u32(out) & 0x80000000), out).astype(np.float32)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 7, 8])
+def test_reduce_sum_other_axes_pairwise_and_last_axis_in_lane_order(rows):
+    rng = np.random.default_rng(6 + rows)
+    x = (rng.choice([-1, 1], (rows, 5, 9)) * np.exp(rng.uniform(-10, 10, (rows, 5, 9)))).astype(np.float32)
+    got0, got2, got02, got01 = C.run(
+        lambda x: (jnp.sum(x, 0), jnp.sum(x, 2), jnp.sum(x, (0, 2)), jnp.sum(x, (0, 1))), x, lanes=4
+    )
+    assert_bits_equal(got0, _tree_over_rows(list(x)), "sum over axis 0")
     assert_bits_equal(got2, C.lane_sum(x, 4), "sum over the last axis")
-    lane = C.lane_sum(x, 4)
-    acc = lane[0]
-    for i in range(1, 7):
-        acc = np.vectorize(_ref_add, otypes=[np.float32])(acc, lane[i])
-    assert_bits_equal(got02, acc, "sum over axes 0 and 2")
+    assert_bits_equal(got02, _tree_over_rows(list(C.lane_sum(x, 4))), "sum over axes 0 and 2")
+    inner = np.stack([_tree_over_rows(list(x[i])) for i in range(rows)])
+    assert_bits_equal(got01, _tree_over_rows(list(inner)), "sum over axes 0 and 1 (axis 1 first)")
+    if rows == 7:  # the tree is not the sequential sum
+        seq = x[0]
+        for i in range(1, rows):
+            seq = np.vectorize(_ref_add, otypes=[np.float32])(seq, x[i])
+        assert np.any(u32(seq) != u32(got0))
 
 
 # --------------------------------------------------------------------------- evaluate on small models

@@ -49,9 +49,10 @@ convert_element_type: f32 -> f16 `f32_to_f16`; f16 -> f32 `f16_to_f32`; float ->
 reduce_sum (float32): over the LAST axis (length n) in lane order: if n > lanes the tiles of `lanes` lanes are
   added in order (`acc = tile0; acc = add(acc, tile1); ...`, the last tile zero-padded), then the first
   min(n, lanes) lanes of acc, zero-padded to a power of two, are summed by the pairwise tree
-  `v = add(v[0::2], v[1::2])` until one lane is left. Over any other axis: sequentially in index order,
-  `acc = x[0]; acc = add(acc, x[1]); ...`. When several axes are reduced, the last axis (if it is one of them)
-  goes first in lane order, then the other reduced axes together, sequentially in row-major index order.
+  `v = add(v[0::2], v[1::2])` until one lane is left. Over any other axis (whole vectors): the same pairwise
+  tree over that axis, zero-padded to a power of two. When several axes are reduced, the last axis (if it is one
+  of them) goes first in lane order, then the other reduced axes one at a time, the highest-numbered first, each
+  with its own tree.
 reduce_max / reduce_min (float32): max_ / min_ folded (any order gives the same bits). argmax / argmin: the first
   index of the largest (smallest) flushed value, or of the first NaN (as jax). Integer and bool reductions, and
   cumsum on integers: exact (wrapping).
@@ -404,11 +405,25 @@ def lane_sum(x, lanes: int) -> np.ndarray:
             v = add(v, tiles[..., t, :])
     else:
         v = x
+    return _pairwise_last(v)
+
+
+def _pairwise_last(v: np.ndarray) -> np.ndarray:
+    """float32 [..., w] (w >= 1) -> [...]: zero-pad to a power of two, then `v = add(v[0::2], v[1::2])`."""
+    lead = v.shape[:-1]
     width = 1 << (v.shape[-1] - 1).bit_length()
     v = np.concatenate([v, np.zeros(lead + (width - v.shape[-1],), np.float32)], axis=-1)
     while v.shape[-1] > 1:
         v = add(v[..., 0::2], v[..., 1::2])
     return flush(v[..., 0])
+
+
+def _tree_sum(x: np.ndarray, axis: int) -> np.ndarray:
+    """Sum of float32 x over a non-lane `axis` (whole vectors added): the pairwise tree of docs/numerics.md."""
+    v = np.moveaxis(x, axis, -1)
+    if v.shape[-1] == 0:
+        return np.zeros(v.shape[:-1], np.float32)
+    return _pairwise_last(v)
 
 
 def _fold_front(x: np.ndarray, axes: Sequence[int], op: Callable, empty) -> np.ndarray:
@@ -433,13 +448,12 @@ def _reduce_sum(x: np.ndarray, axes: Sequence[int], lanes: int) -> np.ndarray:
         return np.sum(x.astype(np.int64), axis=tuple(axes))
     if x.dtype != np.float32:
         raise NotImplementedError(f"reduce_sum of {x.dtype} (only float32 and integers)")
-    last = x.ndim - 1
-    if axes[-1] == last:
+    if axes[-1] == x.ndim - 1:
         x = lane_sum(x, lanes)
         axes = axes[:-1]
-    if not axes:
-        return x
-    return flush(_fold_front(x, axes, add, 0.0))
+    for axis in reversed(axes):
+        x = _tree_sum(x, axis)
+    return x
 
 
 def _reduce_minmax(x: np.ndarray, axes: Sequence[int], is_max: bool) -> np.ndarray:
