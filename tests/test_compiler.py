@@ -38,9 +38,7 @@ def quant(x, inv):
 
 
 def quant_lax(x, inv):  # the reference models' form: round, clamp, convert
-    return jax.lax.clamp(-127.0, jax.lax.round(x * inv, jax.lax.RoundingMethod.TO_NEAREST_EVEN), 127.0).astype(
-        jnp.int8
-    )
+    return jax.lax.clamp(-127.0, jax.lax.round(x * inv, jax.lax.RoundingMethod.TO_NEAREST_EVEN), 127.0).astype(jnp.int8)
 
 
 def gelu_tanh(x):

@@ -273,7 +273,7 @@ class Builder:
                 bases.append(base)
             dbase = None
             if ok and dst:
-                dbase = self._find_out(out_dir, len(dst), pos_u, dst_pos, t + delay)
+                dbase = self._find_in(out_dir, len(dst), dst_pos, pos_u, t + delay)
                 ok = dbase is not None
                 if ok:
                     for b, p in enumerate(dst_pos):
@@ -328,19 +328,12 @@ class Builder:
         return True
 
     def _find_in(self, d, w, ps, pos_u, t):
-        """A stream group base for bytes arriving from positions ps at the unit (pos_u) in cycle t."""
+        """An aligned stream group base for w bytes whose flights run between positions ps and the unit (pos_u),
+        on the diagonal through (pos_u, t): operands arriving at t, or a result landing at t."""
         res, S = self.res, self.cfg.n_streams
         diag = res.diag(d, pos_u, t)
         for base in range(0, S - w + 1, w):
             if all(res.flight_free(d * S + base + b, diag, min(p, pos_u), max(p, pos_u)) for b, p in enumerate(ps)):
-                return base
-        return None
-
-    def _find_out(self, d, w, pos_u, pds, land):
-        res, S = self.res, self.cfg.n_streams
-        diag = res.diag(d, pos_u, land)
-        for base in range(0, S - w + 1, w):
-            if all(res.flight_free(d * S + base + b, diag, min(p, pos_u), max(p, pos_u)) for b, p in enumerate(pds)):
                 return base
         return None
 
@@ -491,7 +484,7 @@ class Builder:
                     res.reserve_flight(din * S + base + b, res.diag(din, pos_p, t), min(x, pos_p), max(x, pos_p))
             dbase = 0
             if ok and dst:
-                dbase = self._find_out(dout, 4, pos_p, pds, t_acc + d_acc)
+                dbase = self._find_in(dout, 4, pds, pos_p, t_acc + d_acc)
                 ok = dbase is not None
                 if ok:
                     for b, x in enumerate(pds):
@@ -594,7 +587,6 @@ class Builder:
         group = [int(s) for s in order]
         tsl = np.zeros((Kt, Nt, L), np.int32)
         tad = np.zeros((Kt, Nt, L), np.int32)
-        per = math.ceil(L / chunk)
         for i, s in enumerate(group):
             rows = [r for r in range(L) if r % chunk == i]
             need = Kt * Nt * len(rows)
@@ -605,7 +597,6 @@ class Builder:
             addrs = a0 + np.arange(need).reshape(Kt, Nt, len(rows))
             tsl[:, :, rows] = s
             tad[:, :, rows] = addrs
-        del per
         # the stored matrix: [Kt * Nt * L, L] byte rows, as a TensorLayout of uint8 rows
         rows_bytes = np.zeros((Kt, Nt, L, L), np.uint8)
         wv = np.zeros((Kt * kd, Nt * L), value.dtype)

@@ -274,9 +274,6 @@ class Lowering:
                 _, _, writes, end = b.vxm(mnemonic, srcs, b.out_words(out.tensor, r, t), what)
                 b.done(out.tensor, r, t, end, writes)
 
-    def _fdt(self, v: Val) -> str:
-        return v.dtype
-
     def p_add(self, eqn, x, y):
         return self.binary(eqn, "add", x, y)
 
@@ -300,8 +297,7 @@ class Lowering:
         dt = _F.get(str(eqn.outvars[0].aval.dtype))
         if dt != "f32":
             raise self.err(f"`{op}` on {dt} is not supported (element-wise arithmetic runs in float32)")
-        b_ = self.b.begin(op, self.source)
-        del b_
+        self.b.begin(op, self.source)
         return self.elementwise(op, f"{op}.f32", [x, y], dt, eqn.outvars[0].aval.shape)
 
     def unary(self, eqn, op, x):
@@ -460,8 +456,6 @@ class Lowering:
     def p_copy(self, eqn, x):
         return x
 
-    p_copy_p = p_copy
-
     # ------------------------------------------------------------------ reductions
     def p_reduce_sum(self, eqn, x):
         return self.reduce(eqn, x, "add")
@@ -527,8 +521,6 @@ class Lowering:
         while k < w:
             steps.append(k)
             k *= 2
-        # scratch tensors, one per stage, rows = all rows of x
-        R = int(np.prod(lead)) if lead else 1
         for idx in np.ndindex(*lead) if lead else [()]:
             r_out = int(out.rows[idx]) if out.rows.ndim else 0
             acc = self.vec(x, idx, 0)
@@ -547,7 +539,6 @@ class Lowering:
                 writes += ws
                 end = max(end, e)
             b.done(out.tensor, r_out, 0, end, writes)
-        del R
         return out
 
     def zero_maps(self):

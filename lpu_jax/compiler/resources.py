@@ -53,28 +53,6 @@ class Resources:
         self._flights[(sid, diag)].append((lo, hi))
         self._log.append((sid, diag))
 
-    def group_free(self, direction: int, base: int, width: int, src: int, dst: int, land: int) -> bool:
-        """Whether streams base..base+width-1 of `direction` can carry a value landing at position `src` in cycle
-        `land` to position `dst`."""
-        S = self.cfg.n_streams
-        d = diagonal(direction, src, land)
-        lo, hi = min(src, dst), max(src, dst)
-        return all(self.flight_free(direction * S + base + b, d, lo, hi) for b in range(width))
-
-    def reserve_group(self, direction: int, base: int, width: int, src: int, dst: int, land: int) -> None:
-        S = self.cfg.n_streams
-        d = diagonal(direction, src, land)
-        lo, hi = min(src, dst), max(src, dst)
-        for b in range(width):
-            self.reserve_flight(direction * S + base + b, d, lo, hi)
-
-    def find_group(self, direction: int, width: int, src: int, dst: int, land: int, avoid=()) -> int | None:
-        """The lowest aligned stream base whose `width` streams are free for this flight, or None."""
-        for base in range(0, self.cfg.n_streams - width + 1, width):
-            if base not in avoid and self.group_free(direction, base, width, src, dst, land):
-                return base
-        return None
-
     # ------------------------------------------------------------------ ports
     def port_free(self, port: str, due: int) -> bool:
         return (port, due) not in self._ports
