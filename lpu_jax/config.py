@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DEFAULT_DELAYS",
     "groqchip1",
+    "small",
     "tiny",
 ]
 

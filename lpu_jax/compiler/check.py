@@ -46,7 +46,6 @@ def _unit_pos(cfg, queue: str) -> int:
 def flows(cfg, queue: str, cycle: int, ins: isa.Instruction):
     """(emissions, reads) of one instruction: emissions [(sid, position, landing cycle)], reads [(sid, position,
     cycle)], from the timing rules of docs/isa.md."""
-    S = cfg.n_streams
     pos = _unit_pos(cfg, queue)
     m, ops = ins.mnemonic, ins.operands
     sid = lambda s: s.sid(cfg)  # noqa: E731
@@ -82,7 +81,6 @@ def flows(cfg, queue: str, cycle: int, ins: isa.Instruction):
         pass
     else:
         raise ScheduleError(f"{queue} at cycle {cycle}: the checker does not know `{ins}`")
-    del S
     return em, rd
 
 
