@@ -116,12 +116,14 @@ def test_layer_norm_bit_exact():
 
 def test_int8_ffn_block_bit_exact():
     rng = np.random.default_rng(2)
-    p = int8_params(rng)
+    p = int8_params(rng, f=120)  # 4 N tiles, then 4 K tiles: every plane, east and west, with partial sums
     x = rng.standard_normal((4, D)).astype(np.float32)
     c, out = chip_run(ffn_int8, p, x)
     want = chipnum.run(ffn_int8, p, x, lanes=LANES)
     assert_bits_equal(out, want, "int8 FFN block")
-    assert c.report().macs == 4 * D * 56 * 2
+    assert c.report().macs == 4 * D * 120 * 2
+    planes = {q.queue.split(".")[1] for q in c.schedule.instrs if q.ins.mnemonic.startswith("ACC")}
+    assert planes == {"0", "1", "2", "3"}
 
 
 def test_softmax_bit_exact():
@@ -146,8 +148,6 @@ def test_fp16_ffn_within_bound():
     want = chipnum.run(ffn_fp16, p, x, lanes=LANES)
     rel = np.linalg.norm(out - want) / np.linalg.norm(want)
     assert rel <= 1e-3, rel  # docs/numerics.md: the fp16 path within 1e-3 relative L2
-    x64 = np.asarray(jax.nn.gelu(x.astype(np.float16).astype(np.float64) @ p["w1"].astype(np.float64) + p["b1"]))
-    assert np.isfinite(x64).all()
 
 
 def test_mean_over_rows_pairwise():
@@ -186,8 +186,15 @@ def test_schedule_reemits_and_its_check_catches_a_moved_instruction():
     p = int8_params(rng)
     x = rng.standard_normal((2, D)).astype(np.float32)
     c = compile_fn(ffn_int8, p, x, cfg=CFG)
-    assert c.schedule.emit() == c.program
-    check_schedule(c.schedule)
+    want, _ = c.run(x)
+    # a changed choice, re-emitted without lowering again: everything 7 cycles later gives the same bits
+    later = [dataclasses.replace(q, cycle=q.cycle + 7) for q in c.schedule.instrs]
+    s1 = dataclasses.replace(c.schedule, instrs=later)
+    check_schedule(s1)
+    c1 = dataclasses.replace(c, schedule=s1, program=s1.emit())
+    assert c1.cycles == c.cycles + 7 and c1.program != c.program
+    got, _ = c1.run(x)
+    assert_bits_equal(got, want, "re-emitted schedule")
     # delay one VXM instruction by a cycle: its operands have flown past, so the check must refuse it
     s2 = dataclasses.replace(c.schedule, instrs=list(c.schedule.instrs))
     taken = {(q.queue, q.cycle) for q in s2.instrs}

@@ -110,7 +110,8 @@ def compile_fn(fn, params, *example_inputs, cfg: ChipConfig, check: bool = True)
     the source line), `CapacityError` (the model does not fit the SRAM: bytes needed and available) and
     `ScheduleError` (the schedule failed its own check: a compiler bug)."""
     t0 = time.perf_counter()
-    closed = jax.make_jaxpr(fn)(params, *example_inputs)
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(params, *example_inputs)
+    out_flat, out_tree = jax.tree.flatten(out_shape)
     p_leaves, _ = jax.tree_util.tree_flatten_with_path(params)
     in_leaves = jax.tree.leaves(example_inputs)
     b = Builder(cfg)
@@ -134,8 +135,6 @@ def compile_fn(fn, params, *example_inputs, cfg: ChipConfig, check: bool = True)
         in_dtypes.append(a.dtype)
         args.append(Val(name, tuple(a.shape), dt, np.arange(R).reshape(shape[:-1]), "full"))
     outs = low.run(closed, args)
-    out_flat = jax.tree.leaves(jax.eval_shape(fn, params, *example_inputs))
-    out_tree = jax.tree.structure(jax.eval_shape(fn, params, *example_inputs))
     out_names = []
     for i, v in enumerate(outs):
         o = low.output(v, f"out{i}")
@@ -146,6 +145,7 @@ def compile_fn(fn, params, *example_inputs, cfg: ChipConfig, check: bool = True)
     if check:
         check_schedule(sched)
     program = sched.emit()
+    isa.validate(cfg, program)  # every instruction well formed for cfg (raises ProgramError naming it)
     return Compiled(
         cfg,
         sched,

@@ -21,8 +21,9 @@ import numpy as np
 
 from .. import isa
 from ..config import ChipConfig
-from ..dtypes import dtype_by_name
+from ..dtypes import dtype_by_name, pack_np
 from ..isa import Instruction as I
+from ..kernels.gemm import _blocks
 from ..kernels.layout import CapacityError, TensorLayout
 from ..mxm import abc_latency
 from ..sxm import sxm_delay
@@ -36,15 +37,6 @@ _MAX_WAIT = 200_000  # cycles a job may be pushed back before the builder gives 
 
 class SchedulingError(RuntimeError):
     """The builder found no cycle for a job (it names the job)."""
-
-
-class Collision(Exception):
-    """Two operand vectors of one job share a MEM slice (`index`: the later one), so they cannot both be read in
-    the cycle the unit needs them."""
-
-    def __init__(self, index: int):
-        super().__init__(index)
-        self.index = index
 
 
 class Vec:
@@ -197,45 +189,28 @@ class Builder:
         what: str = "",
         t0: int = 0,
         occupancy: int = 1,
-        src_widths=None,
+        align: bool = True,
+        after=(),
+        emit_dir: int = 0,
     ):
         """Place one unit instruction fed from MEM and (if `dst`) written back to MEM.
 
-        queues: candidate queue names (the first free one is used). srcs: operand vectors (each one stream
-        group). dst: the result's words [(slice, addr)] or None. delay: issue to landing. make(queue,
-        [src stream bases], dst base) -> Instruction. Returns (issue cycle, instruction index, write indices).
+        queues: candidate queue names (the first free one is used). srcs: operand vectors, each one stream
+        group (aligned to its width unless `align` is False). dst: the result's words [(slice, addr)] or None.
+        delay: issue to the result's landing at the unit. make(queue, [src groups], dst group) -> Instruction.
+        after: [(queue, offset, make)] instructions that issue `offset` cycles after the unit's, on their own
+        queues (an ABC's ACC); when given, the last of them emits the result. emit_dir: the direction of the
+        result streams an instruction names when there is no `dst` (an ACC that does not emit). Operands that
+        are the same vector share one Read; operands in a common slice are separated first (`_separate`).
+        Returns (issue cycle, instruction index, write indices, cycle from which the result can be read).
         """
-        cfg, res, tl = self.cfg, self.res, self.res.tl
-        dR, dW = self.dR, self.dW
-        # one Read serves operands that are the same vector; different vectors must come from different slices
-        fields = []
-        uniq: list[Vec] = []
-        for v in srcs:
-            k = next((i for i, u in enumerate(uniq) if u.words == v.words), None)
-            if k is None:
-                uniq.append(v)
-                k = len(uniq) - 1
-            fields.append(k)
-        used = set()
-        for i, v in enumerate(uniq):
-            sl = {s for s, _ in v.words}
-            if sl & used or len(sl) != len(v.words):
-                raise Collision(i if sl & used else -1)
-            used |= sl
-        srcs = uniq
+        srcs, fields = self._distinct(srcs, what)
+        res, tl, S = self.res, self.res.tl, self.cfg.n_streams
+        dR = self.dR
         src_pos = [[int(self.pos_mem[s]) for s, _ in v.words] for v in srcs]
-        src_dir = []
-        for ps in src_pos:
-            dirs = {self._dir(p, pos_u) for p in ps}
-            if len(dirs) != 1:
-                raise SchedulingError(f"{what}: an operand's bytes lie on both sides of the unit")
-            src_dir.append(dirs.pop())
+        src_dir = [self._side_of(ps, pos_u, what, "an operand") for ps in src_pos]
         dst_pos = [int(self.pos_mem[s]) for s, _ in dst] if dst else []
-        if dst:
-            dirs = {self._dir(pos_u, p) for p in dst_pos}
-            if len(dirs) != 1:
-                raise SchedulingError(f"{what}: the result's bytes lie on both sides of the unit")
-            out_dir = dirs.pop()
+        out_dir = self._side_of(dst_pos, pos_u, what, "the result", out=True) if dst else emit_dir
         t = t0
         for v, ps in zip(srcs, src_pos):
             t = max(t, v.ready + dR + max(abs(p - pos_u) for p in ps))
@@ -244,74 +219,87 @@ class Builder:
             if t - start > _MAX_WAIT:
                 raise SchedulingError(f"no cycle found for {what} within {_MAX_WAIT} cycles of {start}")
             q = next((q for q in queues if tl.free(q, t, occupancy)), None)
-            if q is None or (port is not None and not res.port_free(port(q), t + delay)):
+            if (
+                q is None
+                or (port is not None and not res.port_free(port(q), t + delay))
+                or not all(tl.free(aq, t + off) for aq, off, _ in after)
+            ):
                 t += 1
                 continue
-            acc = []  # (slice, cycle, mnemonic, addr)
-            for v, ps in zip(srcs, src_pos):
-                for (s, a), p in zip(v.words, ps):
-                    acc.append((s, t - dR - abs(p - pos_u), "Read", a))
-            if dst:
-                for (s, a), p in zip(dst, dst_pos):
-                    acc.append((s, t + delay + abs(p - pos_u), "Write", a))
+            acc = [
+                (s, t - dR - abs(p - pos_u), "Read", a)
+                for v, ps in zip(srcs, src_pos)
+                for (s, a), p in zip(v.words, ps)
+            ]
+            acc += [(s, t + delay + abs(p - pos_u), "Write", a) for (s, a), p in zip(dst or (), dst_pos)]
             if not self._mem_ok(acc):
                 t += 1
                 continue
             mark = res.mark()
-            bases = []
-            ok = True
-            for v, ps, d in zip(srcs, src_pos, src_dir):
-                w = len(v.words)
-                base = self._find_in(d, w, ps, pos_u, t)
-                if base is None:
-                    ok = False
-                    break
-                for b, p in enumerate(ps):
-                    res.reserve_flight(
-                        d * cfg.n_streams + base + b, res.diag(d, pos_u, t), min(p, pos_u), max(p, pos_u)
-                    )
-                bases.append(base)
-            dbase = None
-            if ok and dst:
-                dbase = self._find_in(out_dir, len(dst), dst_pos, pos_u, t + delay)
-                ok = dbase is not None
-                if ok:
-                    for b, p in enumerate(dst_pos):
-                        res.reserve_flight(
-                            out_dir * cfg.n_streams + dbase + b,
-                            res.diag(out_dir, pos_u, t + delay),
-                            min(p, pos_u),
-                            max(p, pos_u),
-                        )
-            if not ok:
+            bases = [self._claim(d, ps, pos_u, t, align) for ps, d in zip(src_pos, src_dir)]
+            dbase = self._claim(out_dir, dst_pos, pos_u, t + delay, True) if dst and None not in bases else 0
+            if None in bases or dbase is None:
                 res.undo(mark)
                 t += 1
                 continue
             break
-        # commit
         if port is not None:
             res.reserve_port(port(q), t + delay)
+        groups = [_stream(d, b) for d, b in zip(src_dir, bases)]
         reads = []
-        k = 0
         for v, ps, d, base in zip(srcs, src_pos, src_dir, bases):
             for b, ((s, a), p) in enumerate(zip(v.words, ps)):
                 ri = self._put_mem(s, t - dR - abs(p - pos_u), I("Read", (a, _stream(d, base + b))))
                 if b < len(v.writers) and v.writers[b] >= 0:
                     self._link(ri, -1, int(v.writers[b]))
-                reads.append((ri, d * cfg.n_streams + base + b))
-                k += 1
-        groups = [_stream(d, b) for d, b in zip(src_dir, bases)]
-        ui = self._put(q, t, make(q, [groups[k] for k in fields], _stream(out_dir, dbase) if dst else None))
+                reads.append((ri, d * S + base + b))
+        ui = self._put(q, t, make(q, [groups[k] for k in fields], _stream(out_dir, dbase)))
         for ri, sid in reads:
             self._link(ui, sid, ri)
+        emitter = ui
+        for aq, off, mk in after:
+            emitter = self._put(aq, t + off, mk(_stream(out_dir, dbase)))
+            self._link(emitter, -2, ui)
         writes = []
-        if dst:
-            for b, ((s, a), p) in enumerate(zip(dst, dst_pos)):
-                wi = self._put_mem(s, t + delay + abs(p - pos_u), I("Write", (a, _stream(out_dir, dbase + b))))
-                self._link(wi, out_dir * cfg.n_streams + dbase + b, ui)
-                writes.append(wi)
-        end = max((self.sched.instrs[w].cycle for w in writes), default=t) + dW
+        for b, ((s, a), p) in enumerate(zip(dst or (), dst_pos)):
+            wi = self._put_mem(s, t + delay + abs(p - pos_u), I("Write", (a, _stream(out_dir, dbase + b))))
+            self._link(wi, out_dir * S + dbase + b, emitter)
+            writes.append(wi)
+        end = max((self.sched.instrs[w].cycle for w in writes), default=t) + self.dW
         return t, ui, writes, end
+
+    def _distinct(self, srcs: list[Vec], what: str):
+        """Operands that are the same vector share one Read (returns the distinct vectors and, per operand, its
+        index among them); different vectors must not share a MEM slice, so one of two that do is copied."""
+        while True:
+            uniq: list[Vec] = []
+            fields = []
+            for v in srcs:
+                k = next((i for i, u in enumerate(uniq) if u.words == v.words), None)
+                if k is None:
+                    uniq.append(v)
+                    k = len(uniq) - 1
+                fields.append(k)
+            used: set = set()
+            clash = None
+            for i, v in enumerate(uniq):
+                sl = {s for s, _ in v.words}
+                if len(sl) != len(v.words):
+                    raise SchedulingError(f"{what}: an operand vector has two bytes in one MEM slice")
+                if sl & used:
+                    clash = i
+                    break
+                used |= sl
+            if clash is None:
+                return uniq, fields
+            sep = self._separate(uniq, clash, what)
+            srcs = [sep[k] for k in fields]
+
+    def _side_of(self, positions, pos_u, what, which, out=False) -> int:
+        dirs = {self._dir(pos_u, p) if out else self._dir(p, pos_u) for p in positions}
+        if len(dirs) != 1:
+            raise SchedulingError(f"{what}: {which}'s bytes lie on both sides of the unit")
+        return dirs.pop()
 
     def _mem_ok(self, acc) -> bool:
         tl = self.res.tl
@@ -327,13 +315,16 @@ class Builder:
             banks.add(b)
         return True
 
-    def _find_in(self, d, w, ps, pos_u, t):
-        """An aligned stream group base for w bytes whose flights run between positions ps and the unit (pos_u),
-        on the diagonal through (pos_u, t): operands arriving at t, or a result landing at t."""
-        res, S = self.res, self.cfg.n_streams
+    def _claim(self, d, ps, pos_u, t, align: bool):
+        """Reserve the lowest stream base (a multiple of the width if `align`) whose streams base + b are free for
+        flights between positions ps[b] and the unit (pos_u) on the diagonal through (pos_u, t): operands
+        arriving at t, or a result landing at t. Returns the base, or None."""
+        res, S, w = self.res, self.cfg.n_streams, len(ps)
         diag = res.diag(d, pos_u, t)
-        for base in range(0, S - w + 1, w):
+        for base in range(0, S - w + 1, w if align else 1):
             if all(res.flight_free(d * S + base + b, diag, min(p, pos_u), max(p, pos_u)) for b, p in enumerate(ps)):
+                for b, p in enumerate(ps):
+                    res.reserve_flight(d * S + base + b, diag, min(p, pos_u), max(p, pos_u))
                 return base
         return None
 
@@ -343,20 +334,20 @@ class Builder:
         op, t1, _ = isa.vxm_parts(mnemonic)
         d = self.cfg.delay(isa.vxm_delay_class(op, t1))
         queues = [f"VXM.{a}" for a in range(self.cfg.vxm_alus)]
-
-        def make(q, sb, db):
-            return I(mnemonic, (db, *sb))
-
-        while True:
-            try:
-                return self.job(queues, self.pos_vxm, srcs, dst, d, make, port=lambda q: q, what=what, t0=t0)
-            except Collision as c:
-                srcs = self._separate(srcs, c.index, what)
+        return self.job(
+            queues,
+            self.pos_vxm,
+            srcs,
+            dst,
+            d,
+            lambda q, sb, db: I(mnemonic, (db, *sb)),
+            port=lambda q: q,
+            what=what,
+            t0=t0,
+        )
 
     def _separate(self, srcs: list[Vec], index: int, what: str) -> list[Vec]:
         """Copy operand `index` (by a VXM mov) into slices that no other operand uses."""
-        if index < 0:
-            raise SchedulingError(f"{what}: an operand vector has two bytes in one MEM slice")
         v = srcs[index]
         others = {s for i, u in enumerate(srcs) if i != index for s, _ in u.words}
         dt = {1: "i8", 2: "f16", 4: "f32"}[len(v.words)]
@@ -374,203 +365,112 @@ class Builder:
 
     def sxm(self, mnemonic: str, src: Vec, extra: Vec | None, n: int, dst, what: str, t0: int = 0):
         """One SXM lane instruction on a single byte stream: Shift/Rotate by n lanes, or Permute with the
-        2-byte lane map `extra`. Any unit of either SXM slice."""
+        2-byte lane map `extra`, on any unit of the SXM slice nearest the operand."""
         cfg = self.cfg
-        d = sxm_delay(cfg, mnemonic, n)
-        best = None
-        for j, name in enumerate(cfg.sxm_names):
-            queues = [f"SXM.{name}.{u}" for u in range(cfg.sxm_units)]
-            if not queues:
-                continue
-            srcs = [src] if extra is None else [src, extra]
-
-            def make(q, sb, db):
-                if mnemonic == "Permute":
-                    return I("Permute", (db, sb[0], sb[1]))
-                return I(mnemonic, (db, sb[0], n))
-
-            best = (queues, int(self.pos_sxm[j]), srcs, make)
-            # prefer the SXM slice nearer the operand
-            if abs(int(self.pos_mem[src.words[0][0]]) - int(self.pos_sxm[j])) <= cfg.n_positions // 2:
-                break
-        if best is None:
+        if not cfg.n_sxm_units:
             raise SchedulingError(f"{cfg.name} has no SXM units")
-        queues, pos, srcs, make = best
-        while True:
-            try:
-                return self.job(queues, pos, srcs, dst, d, make, port=lambda q: q, what=what, t0=t0)
-            except Collision as c:
-                srcs = self._separate(srcs, c.index, what)
+        j = min(range(len(cfg.sxm_names)), key=lambda j: abs(int(self.pos_mem[src.words[0][0]]) - int(self.pos_sxm[j])))
+        queues = [f"SXM.{cfg.sxm_names[j]}.{u}" for u in range(cfg.sxm_units)]
+
+        def make(q, sb, db):
+            return I("Permute", (db, sb[0], sb[1])) if mnemonic == "Permute" else I(mnemonic, (db, sb[0], n))
+
+        srcs = [src] if extra is None else [src, extra]
+        return self.job(
+            queues,
+            int(self.pos_sxm[j]),
+            srcs,
+            dst,
+            sxm_delay(cfg, mnemonic, n),
+            make,
+            port=lambda q: q,
+            what=what,
+            t0=t0,
+        )
 
     # ------------------------------------------------------------------ matmul
     def matmul(self, a: str, w: str, out: str, f16: bool, what: str, a_rows=None):
         """out[M, N] = a[M, K] @ w[K, N] on the MXM: int8 -> int32 or fp16 -> fp32 (weights `w` stored by
         `alloc_weights`). Weight-stationary: per (N tile, M block) unit, K tiles in order; the next tile's
         weights load while the current one computes."""
-        cfg, _res, tl = self.cfg, self.res, self.res.tl
-        L = cfg.n_lanes
+        cfg, tl = self.cfg, self.res.tl
         winfo = self.sched.tensors[w]
-        Kt, Nt, _kd = winfo.detail_kt, winfo.detail_nt, (L // 2 if f16 else L)
+        Kt, Nt = winfo.tile_slice.shape[:2]
         M = self.sched.tensors[out].layout.shape[0]
         a_rows = np.arange(M) if a_rows is None else np.asarray(a_rows)
         blocks = _blocks(M, cfg.mxm_acc_rows)
         units = [(n, b) for n in range(Nt) for b in range(len(blocks))]
-        planes = list(range(cfg.n_planes))
         lat, d_acc, d_iw = abc_latency(cfg), cfg.delay("mxm.acc"), cfg.delay("mxm.iw")
-        occ = 2 if f16 else 1
-        self.sched.ops[self.op].detail.update(planes=len(planes), k_tiles=Kt, n_tiles=Nt, m_blocks=len(blocks))
-        # per plane, across matmuls: the cycle from which the next tile's LWs may start (after the last IW, which
-        # captured the buffer) and the cycle after the last ABC
-        plane_free, abc_free = self.plane_lw_free, self.plane_abc_free
+        occ = isa.occupancy("ABC.f16" if f16 else "ABC.i8")
+        self.sched.ops[self.op].detail.update(planes=cfg.n_planes, k_tiles=Kt, n_tiles=Nt, m_blocks=len(blocks))
         for i, (n, b) in enumerate(units):
-            p = planes[i % len(planes)]
-            din, dout = cfg.plane_in_dir(p), 1 - cfg.plane_in_dir(p)
+            p = i % cfg.n_planes
             pos_p = int(self.pos_plane[p])
             m0, m1 = blocks[b]
-            last_abc = abc_free[p] - 1
-            lw_t = plane_free[p]
+            # per plane, across matmuls: LWs start after the plane's last IW (which captured the buffer); the
+            # next IW takes effect after its last ABC
+            last_abc, lw_t = self.plane_abc_free[p] - 1, self.plane_lw_free[p]
             for kk in range(Kt):
-                lw_end = self._load_tile(p, w, kk, n, lw_t, what)
-                # IW: after the tile's LWs, and taking effect right after the previous tile's last ABC
+                lw_end = self._load_tile(p, winfo, kk, n, lw_t, what)
                 t_iw = max(lw_end + 1, last_abc + 1 - d_iw)
                 while not tl.free(f"MXM.{p}.W", t_iw):
                     t_iw += 1
                 self._put(f"MXM.{p}.W", t_iw, I("IW", ()))
                 t = t_iw + d_iw
                 tile, half = divmod(kk, 2) if f16 else (kk, 0)
+                last = kk == Kt - 1
+                mode = (isa.ACC_ADD if kk else 0) | (isa.ACC_EMIT if last else 0)
                 for m in range(m0, m1):
-                    src = self.vec(a, int(a_rows[m]), tile)
-                    last = kk == Kt - 1
-                    mode = (isa.ACC_ADD if kk else 0) | (isa.ACC_EMIT if last else 0)
-                    dst = self.out_words(out, m, n) if last else None
-                    t, ai = self._abc(
-                        p, pos_p, din, dout, src, dst, t, lat, d_acc, f16, half, m - m0, mode, out, m, n, what
+
+                    def acc(dg, row=m - m0, mode=mode):
+                        return I("ACC.f32" if f16 else "ACC.i32", (row, mode, dg))
+
+                    def abc(q, sb, db):
+                        return I("ABC.f16", (sb[0], half)) if f16 else I("ABC.i8", (sb[0],))
+
+                    t, _, ws, end = self.job(
+                        [f"MXM.{p}.A"],
+                        pos_p,
+                        [self.vec(a, int(a_rows[m]), tile)],
+                        self.out_words(out, m, n) if last else None,
+                        lat + d_acc,
+                        abc,
+                        what=what,
+                        t0=t,
+                        occupancy=occ,
+                        after=[(f"MXM.{p}.C", lat, acc)],
+                        emit_dir=1 - cfg.plane_in_dir(p),
                     )
+                    if last:
+                        self.done(out, m, n, end, ws)
                     last_abc = t
                     t += occ
                 lw_t = t_iw + 1  # the next tile's LWs may start once this one is installed
-            abc_free[p] = last_abc + 1
-            plane_free[p] = lw_t
+            self.plane_abc_free[p] = last_abc + 1
+            self.plane_lw_free[p] = lw_t
 
-    def _abc(self, p, pos_p, din, dout, src: Vec, dst, t, lat, d_acc, f16, half, row, mode, out, m, n, what):
-        """Place one activation row: its Reads, ABC at t' >= t, ACC at t' + lat (and on the last K tile the
-        four Writes of the emitted row)."""
-        cfg, res, tl = self.cfg, self.res, self.res.tl
-        S = cfg.n_streams
-        ps = [int(self.pos_mem[s]) for s, _ in src.words]
-        t = max(t, src.ready + self.dR + max(abs(x - pos_p) for x in ps))
-        pds = [int(self.pos_mem[s]) for s, _ in dst] if dst else []
-        qa, qc = f"MXM.{p}.A", f"MXM.{p}.C"
-        occ = 2 if f16 else 1
-        start = t
-        while True:
-            if t - start > _MAX_WAIT:
-                raise SchedulingError(f"no cycle found for an ABC of {what}")
-            t_acc = t + lat
-            if not (tl.free(qa, t, occ) and tl.free(qc, t_acc)):
-                t += 1
-                continue
-            acc = [(s, t - self.dR - abs(x - pos_p), "Read", a) for (s, a), x in zip(src.words, ps)]
-            if dst:
-                acc += [(s, t_acc + d_acc + abs(x - pos_p), "Write", a) for (s, a), x in zip(dst, pds)]
-            if not self._mem_ok(acc):
-                t += 1
-                continue
-            mark = res.mark()
-            base = self._find_in(din, len(src.words), ps, pos_p, t)
-            ok = base is not None
-            if ok:
-                for b, x in enumerate(ps):
-                    res.reserve_flight(din * S + base + b, res.diag(din, pos_p, t), min(x, pos_p), max(x, pos_p))
-            dbase = 0
-            if ok and dst:
-                dbase = self._find_in(dout, 4, pds, pos_p, t_acc + d_acc)
-                ok = dbase is not None
-                if ok:
-                    for b, x in enumerate(pds):
-                        res.reserve_flight(
-                            dout * S + dbase + b, res.diag(dout, pos_p, t_acc + d_acc), min(x, pos_p), max(x, pos_p)
-                        )
-            if not ok:
-                res.undo(mark)
-                t += 1
-                continue
-            break
-        reads = []
-        for b, ((s, a), x) in enumerate(zip(src.words, ps)):
-            ri = self._put_mem(s, t - self.dR - abs(x - pos_p), I("Read", (a, _stream(din, base + b))))
-            if b < len(src.writers) and src.writers[b] >= 0:
-                self._link(ri, -1, int(src.writers[b]))
-            reads.append((ri, din * S + base + b))
-        ins = I("ABC.f16", (_stream(din, base), half)) if f16 else I("ABC.i8", (_stream(din, base),))
-        ai = self._put(qa, t, ins)
-        for ri, sid in reads:
-            self._link(ai, sid, ri)
-        ci = self._put(qc, t + lat, I("ACC.f32" if f16 else "ACC.i32", (row, mode, _stream(dout, dbase))))
-        self._link(ci, -2, ai)
-        if dst:
-            ws = []
-            for b, ((s, a), x) in enumerate(zip(dst, pds)):
-                wi = self._put_mem(s, t + lat + d_acc + abs(x - pos_p), I("Write", (a, _stream(dout, dbase + b))))
-                self._link(wi, dout * S + dbase + b, ci)
-                ws.append(wi)
-            end = max(self.sched.instrs[x].cycle for x in ws) + self.dW
-            self.done(out, m, n, end, ws)
-        return t, ai
-
-    def _load_tile(self, p, w, kk, n, t, what) -> int:
-        """LW the L byte rows of weight tile (kk, n) into plane p from cycle t, up to `chunk` rows a cycle, each
-        row from its own slice; returns the last LW's cycle."""
-        cfg, res, tl = self.cfg, self.res, self.res.tl
-        S, L = cfg.n_streams, cfg.n_lanes
-        winfo = self.sched.tensors[w]
+    def _load_tile(self, p, winfo, kk, n, t, what) -> int:
+        """LW the L byte rows of weight tile (kk, n) into plane p from cycle t, `chunk` rows a cycle on
+        consecutive streams, each row from its own slice; returns the last LW's cycle."""
+        L = self.cfg.n_lanes
         sl, ad = winfo.tile_slice[kk, n], winfo.tile_addr[kk, n]  # [L]
-        din = cfg.plane_in_dir(p)
-        pos_p = int(self.pos_plane[p])
-        q = f"MXM.{p}.W"
-        chunk = winfo.chunk
-        last = t
-        for r0 in range(0, L, chunk):
-            rows = range(r0, min(L, r0 + chunk))
-            start = t
-            while True:
-                if t - start > _MAX_WAIT:
-                    raise SchedulingError(f"no cycle found for a weight load of {what}")
-                if not tl.free(q, t):
-                    t += 1
-                    continue
-                ps = [int(self.pos_mem[sl[r]]) for r in rows]
-                acc = [(int(sl[r]), t - self.dR - abs(x - pos_p), "Read", int(ad[r])) for r, x in zip(rows, ps)]
-                if not self._mem_ok(acc):
-                    t += 1
-                    continue
-                base = self._find_run(din, len(rows), ps, pos_p, t)
-                if base is None:
-                    t += 1
-                    continue
-                break
-            reads = []
-            for b, (r, x) in enumerate(zip(rows, ps)):
-                res.reserve_flight(din * S + base + b, res.diag(din, pos_p, t), min(x, pos_p), max(x, pos_p))
-                ri = self._put_mem(
-                    int(sl[r]), t - self.dR - abs(x - pos_p), I("Read", (int(ad[r]), _stream(din, base + b)))
-                )
-                reads.append((ri, din * S + base + b))
-            li = self._put(q, t, I("LW", (r0, _stream(din, base), len(rows))))
-            for ri, sid in reads:
-                self._link(li, sid, ri)
-            last = t
+        for r0 in range(0, L, winfo.chunk):
+            rows = range(r0, min(L, r0 + winfo.chunk))
+            src = Vec([(sl[r], ad[r]) for r in rows], 0)
+            k = len(rows)
+            t, _, _, _ = self.job(
+                [f"MXM.{p}.W"],
+                int(self.pos_plane[p]),
+                [src],
+                None,
+                0,
+                lambda q, sb, db, r0=r0, k=k: I("LW", (r0, sb[0], k)),
+                what=f"weight load of {what}",
+                t0=t,
+                align=False,
+            )
             t += 1
-        return last
-
-    def _find_run(self, d, n, ps, pos_u, t):
-        """A base for n consecutive streams (any alignment) free for rows arriving from ps at pos_u in cycle t."""
-        res, S = self.res, self.cfg.n_streams
-        diag = res.diag(d, pos_u, t)
-        for base in range(0, S - n + 1):
-            if all(res.flight_free(d * S + base + b, diag, min(p, pos_u), max(p, pos_u)) for b, p in enumerate(ps)):
-                return base
-        return None
+        return t - 1
 
     def alloc_weights(self, name: str, value: np.ndarray, f16: bool, chunk: int | None = None) -> TensorInfo:
         """Place a weight matrix [K, N] (int8 or float16) as MXM tiles: tile (kk, n) has L byte rows (int8: weight
@@ -597,35 +497,13 @@ class Builder:
             addrs = a0 + np.arange(need).reshape(Kt, Nt, len(rows))
             tsl[:, :, rows] = s
             tad[:, :, rows] = addrs
-        # the stored matrix: [Kt * Nt * L, L] byte rows, as a TensorLayout of uint8 rows
-        rows_bytes = np.zeros((Kt, Nt, L, L), np.uint8)
+        # the stored matrix: [Kt * Nt * L, L] byte rows (each weight row's bytes in stream-group order), as a
+        # TensorLayout of uint8 rows
         wv = np.zeros((Kt * kd, Nt * L), value.dtype)
         wv[:K, :N] = value
-        if f16:
-            u = wv.view(np.uint16).astype(np.uint32)
-            b = [(u & 0xFF).astype(np.uint8), (u >> 8).astype(np.uint8)]
-            if cfg.group_byte_order == "big":
-                b = b[::-1]
-            for kk in range(Kt):
-                for n in range(Nt):
-                    blk = slice(kk * kd, (kk + 1) * kd), slice(n * L, (n + 1) * L)
-                    rows_bytes[kk, n, 0::2] = b[0][blk]
-                    rows_bytes[kk, n, 1::2] = b[1][blk]
-        else:
-            v8 = wv.view(np.uint8)
-            for kk in range(Kt):
-                for n in range(Nt):
-                    rows_bytes[kk, n] = v8[kk * L : (kk + 1) * L, n * L : (n + 1) * L]
-        flat = rows_bytes.reshape(-1, L)
+        tiles = wv.reshape(Kt, kd, Nt, L).transpose(0, 2, 1, 3)
+        flat = pack_np(tiles, "f16" if f16 else "i8", cfg.group_byte_order).reshape(-1, L)
         lay = TensorLayout((flat.shape[0], L), "u8", tsl.reshape(-1, 1, 1), tad.reshape(-1, 1, 1))
-        info = TensorInfo(name, lay, "param", flat, (K, N))
-        info.tile_slice, info.tile_addr, info.chunk = tsl, tad, chunk
-        info.detail_kt, info.detail_nt = Kt, Nt
+        info = TensorInfo(name, lay, "param", flat, (K, N), tile_slice=tsl, tile_addr=tad, chunk=chunk)
         self.sched.tensors[name] = info
         return info
-
-
-def _blocks(n: int, size: int) -> list[tuple[int, int]]:
-    k = math.ceil(n / size)
-    cut = [round(i * n / k) for i in range(k + 1)]
-    return [(cut[i], cut[i + 1]) for i in range(k)]

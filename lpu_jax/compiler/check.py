@@ -183,8 +183,7 @@ def _check_planes(sched: Schedule, where) -> None:
     for i, p in enumerate(sched.instrs):
         if p.queue.startswith("MXM."):
             per_plane[int(p.queue.split(".")[1])].append(i)
-    pairs = {c: prod for c, s, prod in sched.links if s == -2}
-    acc_of = {prod: c for c, prod in pairs.items()}
+    acc_of = {prod: c for c, s, prod in sched.links if s == -2}  # ABC -> its ACC
     for _plane, idx in per_plane.items():
         idx.sort(key=lambda i: (sched.instrs[i].cycle, sched.instrs[i].queue))
         loaded = set()

@@ -20,6 +20,7 @@ import types
 import jax
 import numpy as np
 
+from .. import fpmath
 from .builder import Builder, Vec
 
 __all__ = ["LoweringError", "Val", "Lowering"]
@@ -101,39 +102,23 @@ class Lowering:
         dt = _F.get(str(c.dtype))
         if dt is None:
             raise self.err(f"a {c.dtype} value cannot be placed on the chip")
-        if v.param is None:
-            key = (c.dtype.str, c.shape, c.tobytes())
-            if key in self._consts:
-                return self._consts[key]
-            if c.size >= 1 and np.all(c == c.reshape(-1)[0]):
-                # a splat: the value in every lane of one vector, read for every row and tile
-                x = np.full((1, self.cfg.n_lanes), c.reshape(-1)[0], c.dtype)
-                t = self.name("const")
-                self.b.alloc(t, x.shape, dt, "const", x)
-                out = Val(t, v.shape, dt, np.zeros((), np.int64), "rep", lane_axis=False)
-                self._consts[key] = out
-                return out
-            role, base = "const", "const"
+        if v.param is None:  # constants are shared by value, parameters by name
+            cache, key, role, base = self._consts, (c.dtype.str, c.shape, c.tobytes()), "const", "const"
+            splat = c.size >= 1 and bool(np.all(c == c.reshape(-1)[0]))
         else:
-            if v.param in self._params:
-                return self._params[v.param]
-            role, base = "param", v.param
-            if c.ndim == 0:  # a scalar parameter: one vector with the value in every lane
-                x = np.full((1, self.cfg.n_lanes), c, c.dtype)
-                t = self.name(base + "_")
-                self.b.alloc(t, x.shape, dt, role, x)
-                out = Val(t, v.shape, dt, np.zeros((), np.int64), "rep", lane_axis=False)
-                self._params[v.param] = out
-                return out
-        C = c.shape[-1] if c.ndim else 1
-        x = c.reshape(-1, C)
+            cache, key, role, base = self._params, v.param, "param", v.param
+            splat = c.ndim == 0
+        if key in cache:
+            return cache[key]
         t = self.name(base + "_")
-        self.b.alloc(t, x.shape, dt, role, x)
-        out = Val(t, v.shape, dt, np.arange(x.shape[0]).reshape(c.shape[:-1]), "full", clean=True)
-        if v.param is None:
-            self._consts[(c.dtype.str, c.shape, c.tobytes())] = out
+        if splat:  # one vector with the value in every lane, read for every row and tile
+            self.b.alloc(t, (1, self.cfg.n_lanes), dt, role, np.full((1, self.cfg.n_lanes), c.reshape(-1)[0], c.dtype))
+            out = Val(t, v.shape, dt, np.zeros((), np.int64), "rep", lane_axis=False)
         else:
-            self._params[v.param] = out
+            x = c.reshape(-1, c.shape[-1])
+            self.b.alloc(t, x.shape, dt, role, x)
+            out = Val(t, v.shape, dt, np.arange(x.shape[0]).reshape(c.shape[:-1]), "full", clean=True)
+        cache[key] = out
         return out
 
     def new_full(self, shape, dtype: str, role="temp", clean=True) -> Val:
@@ -156,10 +141,7 @@ class Lowering:
     # ------------------------------------------------------------------ vectors of a value
     def vec(self, v: Val, idx: tuple, t: int) -> Vec:
         """The vector of value v for output row `idx` (over the output's leading axes) and lane tile t."""
-        if v.rows.ndim == 0:
-            r = int(v.rows)
-        else:
-            r = int(v.rows[idx[len(idx) - v.rows.ndim :]]) if idx else int(v.rows)
+        r = int(v.rows[idx[len(idx) - v.rows.ndim :]])  # rows broadcast against the trailing axes of idx
         return self.b.vec(v.tensor, r, 0 if v.lanes == "rep" else t)
 
     def tiles(self, v: Val) -> int:
@@ -267,8 +249,8 @@ class Lowering:
         what = what or f"{mnemonic} at {self.source}"
         T = self.tiles(out)
         lead = out.lead
-        for idx in np.ndindex(*lead) if lead else [()]:
-            r = int(out.rows[idx]) if out.rows.ndim else int(out.rows)
+        for idx in np.ndindex(*lead):
+            r = int(out.rows[idx])
             for t in range(T):
                 srcs = [self.vec(v, idx, t) for v in ins]
                 _, _, writes, end = b.vxm(mnemonic, srcs, b.out_words(out.tensor, r, t), what)
@@ -322,7 +304,7 @@ class Lowering:
     def p_div(self, eqn, x, y):
         # docs/numerics.md: div(a, b) = mul(a, recip(b))
         if y.is_const:
-            r = Val(None, y.shape, y.dtype, const=_recip_np(y.const))
+            r = Val(None, y.shape, y.dtype, const=np.asarray(fpmath.recip_f32(np.asarray(y.const, np.float32))))
         else:
             self.b.begin("recip", self.source)
             r = self.elementwise("recip", "recip.f32", [y], "f32", y.shape)
@@ -336,7 +318,7 @@ class Lowering:
         return sq if n == 2 else self.binary(eqn, "mul", sq, x)
 
     def p_round(self, eqn, x):
-        if eqn.params.get("rounding_method") not in (1, "1") and int(eqn.params.get("rounding_method", 1)) != 1:
+        if int(eqn.params["rounding_method"]) != int(jax.lax.RoundingMethod.TO_NEAREST_EVEN):
             raise self.err("`round` away from zero is not supported (the VXM rounds half to even)")
         return dataclasses.replace(x, pending={"src": x, "lo": None, "hi": None})
 
@@ -348,7 +330,7 @@ class Lowering:
 
     def clamp_pending(self, x, y, which):
         v, c = (x, y) if x.pending is not None else (y, x)
-        if not c.is_const or np.asarray(c.const).size != 1 and not np.all(c.const == np.asarray(c.const).flat[0]):
+        if not c.is_const or not np.all(c.const == np.asarray(c.const).flat[0]):
             raise self.err("`round` followed by a clamp with a non-constant bound is not supported")
         bound = float(np.asarray(c.const).flat[0])
         pend = dict(v.pending)
@@ -490,8 +472,8 @@ class Lowering:
         self.b.begin("mask", self.source)
         out = self.new_full(x.shape, x.dtype, clean=fill == 0.0)
         b = self.b
-        for idx in np.ndindex(*x.lead) if x.lead else [()]:
-            r = int(out.rows[idx]) if out.rows.ndim else 0
+        for idx in np.ndindex(*x.lead):
+            r = int(out.rows[idx])
             for t in range(T):
                 if t < T - 1:
                     srcs = [self.vec(x, idx, t)]
@@ -521,8 +503,8 @@ class Lowering:
         while k < w:
             steps.append(k)
             k *= 2
-        for idx in np.ndindex(*lead) if lead else [()]:
-            r_out = int(out.rows[idx]) if out.rows.ndim else 0
+        for idx in np.ndindex(*lead):
+            r_out = int(out.rows[idx])
             acc = self.vec(x, idx, 0)
             for t in range(1, T):
                 acc = self._vxm_new(f"{op}.f32", [acc, self.vec(x, idx, t)], f"reduce tile {t}")
@@ -596,8 +578,8 @@ class Lowering:
         n = x.shape[axis]
         npow = 1 << max(0, (n - 1).bit_length())
         zero = self.on_chip(Val(None, (), "f32", const=np.float32(0.0 if op == "add" else -np.inf)))
-        for idx in np.ndindex(*out.lead) if out.lead else [()]:
-            r_out = int(out.rows[idx]) if out.rows.ndim else 0
+        for idx in np.ndindex(*out.lead):
+            r_out = int(out.rows[idx])
             for t in range(T):
                 vs = []
                 for i in range(npow):
@@ -682,11 +664,3 @@ class Lowering:
 def _const(c) -> Val:
     c = np.asarray(c)
     return Val(None, tuple(c.shape), _F.get(str(c.dtype), str(c.dtype)), const=c)
-
-
-def _recip_np(c):
-    c = np.asarray(c, np.float32)
-    with np.errstate(divide="ignore"):
-        r = np.float32(1.0) / c
-    r = np.where(np.abs(r) < np.float32(2.0**-126), np.float32(0.0) * np.sign(r), r).astype(np.float32)
-    return r

@@ -59,18 +59,15 @@ def make_report(sched: Schedule, compile_seconds: float = 0.0) -> Report:
         used[isa.queue_unit(p.queue)] += isa.occupancy(p.ins.mnemonic)
     util = {k: used[k] / (kinds[k] * cycles) for k in ("MEM", "VXM", "MXM", "SXM") if kinds[k]}
     L = cfg.n_lanes
-    macs = 0
+    # useful MACs, and the MXM time they take: an fp16 MAC costs four int8 MAC slots (P22)
+    macs = slots = 0
     for o in sched.ops:
         if o.kind == "matmul":
             m, k, n = o.detail["shape"]
             macs += m * k * n
+            slots += m * k * n * (4 if o.detail.get("dtype") == "f16" else 1)
     peak = cfg.n_planes * L * L
-    f16_macs = sum(
-        o.detail["shape"][0] * o.detail["shape"][1] * o.detail["shape"][2]
-        for o in sched.ops
-        if o.kind == "matmul" and o.detail.get("dtype") == "f16"
-    )
-    mac_util = ((macs - f16_macs) + 4 * f16_macs) / (peak * cycles) if peak else 0.0
+    mac_util = slots / (peak * cycles) if peak else 0.0
     h = cfg.mem_per_hemisphere
     side = {"W": 0, "E": 0}
     for t in sched.tensors.values():

@@ -47,6 +47,9 @@ class TensorInfo:
     value: np.ndarray | None = None  # params and constants: the matrix stored (layout.shape, layout dtype)
     logical_shape: tuple = ()
     replicated: bool = False  # each row's value is in every lane (a reduction result): read lane 0
+    tile_slice: np.ndarray | None = None  # MXM weights: int32 [K tiles, N tiles, L], the slice of each byte row
+    tile_addr: np.ndarray | None = None  # ... and its address
+    chunk: int = 0  # MXM weights: byte rows per LW (each from its own slice)
 
     @property
     def words(self) -> int:
