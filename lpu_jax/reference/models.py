@@ -75,24 +75,25 @@ Params = Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class EncoderConfig:
-    """A BERT-style encoder. Static (hashable): pass it to `jax.jit` as a static argument."""
+class _Dims:
+    """The sizes every transformer here has (checked on construction)."""
 
     vocab_size: int
     max_len: int
-    """Rows of the position table: the longest sequence."""
+    """Rows of the position table (the longest sequence) and, for the decoder, of the KV cache."""
     hidden: int
     heads: int
     ffn: int
     layers: int
-    type_vocab_size: int = 2
-    """Rows of the token-type table; the model adds row 0 (single-segment input) only."""
-    ln_eps: float = 1e-12
-    gelu: str = "tanh"
-    """"tanh" (the approximation, every policy) or "erf" (exact, fp32 policy only)."""
 
     def __post_init__(self):
-        _check_dims(self)
+        for name in ("vocab_size", "max_len", "hidden", "heads", "ffn", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.gelu not in GELUS:
+            raise ValueError(f"gelu must be one of {GELUS}, got {self.gelu!r}")
 
     @property
     def head_dim(self) -> int:
@@ -100,35 +101,22 @@ class EncoderConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DecoderConfig:
+class EncoderConfig(_Dims):
+    """A BERT-style encoder. Static (hashable): pass it to `jax.jit` as a static argument."""
+
+    type_vocab_size: int = 2
+    """Rows of the token-type table; the model adds row 0 (single-segment input) only."""
+    ln_eps: float = 1e-12
+    gelu: str = "tanh"
+    """"tanh" (the approximation, every policy) or "erf" (exact, fp32 policy only)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig(_Dims):
     """A GPT-style decoder. Static (hashable): pass it to `jax.jit` as a static argument."""
 
-    vocab_size: int
-    max_len: int
-    """Rows of the position table and of the KV cache."""
-    hidden: int
-    heads: int
-    ffn: int
-    layers: int
     ln_eps: float = 1e-5
     gelu: str = "tanh"
-
-    def __post_init__(self):
-        _check_dims(self)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-
-def _check_dims(cfg) -> None:
-    for name in ("vocab_size", "max_len", "hidden", "heads", "ffn", "layers"):
-        if int(getattr(cfg, name)) < 1:
-            raise ValueError(f"{type(cfg).__name__}.{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.hidden % cfg.heads:
-        raise ValueError(f"hidden ({cfg.hidden}) must be a multiple of heads ({cfg.heads})")
-    if cfg.gelu not in GELUS:
-        raise ValueError(f"gelu must be one of {GELUS}, got {cfg.gelu!r}")
 
 
 def check_policy(cfg: EncoderConfig | DecoderConfig, policy: str) -> None:
