@@ -11,13 +11,24 @@ value stays in range, and an interval >= the repeated instruction's occupancy.
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import strategies as st
 
 from lpu_jax import isa
 from lpu_jax.config import ChipConfig, tiny
 from lpu_jax.dtypes import DTYPES
 
-__all__ = ["counts", "mem_queue", "programs", "queue_body", "streams", "vxm_instructions", "vxm_queue"]
+__all__ = [
+    "counts",
+    "f32_bit_arrays",
+    "f32_bit_sample",
+    "mem_queue",
+    "programs",
+    "queue_body",
+    "streams",
+    "vxm_instructions",
+    "vxm_queue",
+]
 
 _MAX_COUNT = 2**31 - 1
 _DTYPE_NAMES = tuple(d.name for d in DTYPES)
@@ -151,3 +162,41 @@ def programs(draw, cfg: ChipConfig | None = None, max_queues: int = 4, max_len: 
     cfg = tiny() if cfg is None else cfg
     names = draw(st.lists(st.sampled_from(isa.queue_names(cfg)), unique=True, max_size=max_queues))
     return isa.Program({q: draw(queue_body(cfg, isa.queue_unit(q), max_len, q)) for q in names})
+
+
+# --------------------------------------------------------------------------- float32 bit patterns
+def _near(points, spread: int):
+    """Bit patterns within `spread` ulps of one of `points`, either sign."""
+    return st.tuples(st.sampled_from(points), st.integers(-spread, spread), st.booleans()).map(
+        lambda t: ((t[0] + t[1]) & 0x7FFFFFFF) | (0x80000000 if t[2] else 0)
+    )
+
+
+def f32_bit_arrays(special, points, n: int = 256, spread: int = 64, span: float = 130.0):
+    """float32 arrays of fixed length n (so a jitted function compiles once), drawn as bit patterns: any 32 bits,
+    the `special` patterns, patterns near `points` (branch points), and floats in [-span, span]; zero-padded."""
+    moderate = st.floats(-span, span, width=32).map(lambda v: int(np.array(v, np.float32).view(np.uint32)))
+    elements = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from(special), _near(points, spread), moderate)
+
+    def pad(vals):
+        arr = np.zeros(n, np.uint32)
+        arr[: len(vals)] = vals
+        return arr.view(np.float32)
+
+    return st.lists(elements, min_size=1, max_size=n).map(pad)
+
+
+def f32_bit_sample(n: int, seed: int, special, points, spread: int, exp_hi: float) -> np.ndarray:
+    """A fixed float32 sample, both signs of each: n random bit patterns, n uniform values in [-120, 120], n
+    log-uniform magnitudes in [e^-90, e^exp_hi], the `special` patterns and every pattern within `spread` of
+    `points`."""
+    rng = np.random.default_rng(seed)
+    parts = [
+        rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32),
+        rng.uniform(-120, 120, n).astype(np.float32).view(np.uint32),
+        (rng.choice([-1.0, 1.0], n) * np.exp(rng.uniform(-90, exp_hi, n))).astype(np.float32).view(np.uint32),
+        np.array(special, np.uint32),
+        (np.array(points, np.int64)[:, None] + np.arange(-spread, spread)).astype(np.uint32).ravel(),
+    ]
+    b = np.concatenate(parts)
+    return np.concatenate([b, b ^ np.uint32(0x80000000)]).view(np.float32)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from strategies import f32_bit_arrays, f32_bit_sample
 
 from lpu_jax import fpmath as F
 
@@ -109,36 +109,8 @@ BRANCHES = [
 ]  # fmt: skip
 
 
-def _elements():
-    near = st.tuples(st.sampled_from(BRANCHES), st.integers(-64, 64), st.booleans()).map(
-        lambda t: ((t[0] + t[1]) & 0x7FFFFFFF) | (0x80000000 if t[2] else 0)
-    )
-    moderate = st.floats(-130, 130, width=32).map(lambda v: int(u32(v)))
-    return st.one_of(st.integers(0, 2**32 - 1), st.sampled_from(SPECIAL), near, moderate)
-
-
-@st.composite
-def f32_arrays(draw) -> np.ndarray:
-    vals = draw(st.lists(_elements(), min_size=1, max_size=N_HYP))
-    arr = np.zeros(N_HYP, np.uint32)
-    arr[: len(vals)] = vals
-    return arr.view(np.float32)
-
-
-def _sample(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    parts = [
-        rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32),
-        u32(rng.uniform(-120, 120, n).astype(np.float32)),
-        u32((rng.choice([-1.0, 1.0], n) * np.exp(rng.uniform(-90, 12, n))).astype(np.float32)),
-        np.array(SPECIAL, np.uint32),
-        (np.array(BRANCHES, np.int64)[:, None] + np.arange(-3000, 3000)).astype(np.uint32).ravel(),
-    ]
-    b = np.concatenate(parts)
-    return np.concatenate([b, b ^ np.uint32(0x80000000)]).view(np.float32)
-
-
-SAMPLE = _sample(60_000, 1)
+F32 = f32_bit_arrays(SPECIAL, BRANCHES, N_HYP, spread=64, span=130.0)
+SAMPLE = f32_bit_sample(60_000, 1, SPECIAL, BRANCHES, spread=3000, exp_hi=12)
 
 
 def _pairs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,14 +149,14 @@ def test_chipnum_imports_only_numpy_jax_and_the_standard_library():
 
 # --------------------------------------------------------------------------- element-wise against fpmath
 @FAST
-@given(f32_arrays())
+@given(F32)
 def test_unary_bit_exact_hypothesis(x):
     for name, ref in REF_UNARY.items():
         assert_bits_equal(getattr(C, name)(x), ref(x), name)
 
 
 @FAST
-@given(f32_arrays(), f32_arrays())
+@given(F32, F32)
 def test_binary_bit_exact_hypothesis(a, b):
     for name, ref in REF_BINARY.items():
         assert_bits_equal(getattr(C, name)(a, b), ref(a, b), name)

@@ -16,9 +16,10 @@ import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, for lpu_jax
+
+from strategies import f32_bit_arrays, f32_bit_sample
 
 from lpu_jax import fpmath as F
 
@@ -180,10 +181,6 @@ def np_max(a, b):
 
 
 # --------------------------------------------------------------------------- inputs
-def bits_of(v: float) -> int:
-    return int(np.array(v, np.float32).view(np.uint32))
-
-
 SPECIAL = [
     0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001,
     0x7FBFFFFF, 0xFFFFFFFF, 0x7FA12345, 0xFFD00BAD, 0x00000001, 0x80000001, 0x007FFFFF, 0x807FFFFF,
@@ -197,36 +194,8 @@ BOUNDARIES = [
 ]  # fmt: skip
 
 
-def _elements():
-    near = st.tuples(st.sampled_from(BOUNDARIES), st.integers(-40, 40), st.booleans()).map(
-        lambda t: ((t[0] + t[1]) & 0x7FFFFFFF) | (0x80000000 if t[2] else 0)
-    )
-    floats = st.floats(-120, 120, width=32).map(bits_of)
-    return st.one_of(st.integers(0, 2**32 - 1), st.sampled_from(SPECIAL), near, floats)
-
-
-@st.composite
-def f32_arrays(draw) -> np.ndarray:
-    vals = draw(st.lists(_elements(), min_size=1, max_size=N_HYP))
-    arr = np.zeros(N_HYP, np.uint32)
-    arr[: len(vals)] = vals
-    return arr.view(np.float32)
-
-
-def _random_bits(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    parts = [
-        rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32),
-        u32(rng.uniform(-120, 120, n).astype(np.float32)),
-        u32((rng.choice([-1.0, 1.0], n) * np.exp(rng.uniform(-90, 5, n))).astype(np.float32)),
-        np.array(SPECIAL, np.uint32),
-        (np.array(BOUNDARIES, np.uint32)[:, None] + np.arange(-300, 300, dtype=np.int64)).astype(np.uint32).ravel(),
-    ]
-    b = np.concatenate(parts)
-    return np.concatenate([b, b ^ np.uint32(0x80000000)]).view(np.float32)
-
-
-SAMPLE = _random_bits(100_000, 1)
+F32 = f32_bit_arrays(SPECIAL, BOUNDARIES, N_HYP, spread=40, span=120.0)
+SAMPLE = f32_bit_sample(100_000, 1, SPECIAL, BOUNDARIES, spread=300, exp_hi=5)
 
 
 def assert_bits_equal(got, want):
@@ -246,13 +215,13 @@ def ulp_error(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the numpy interpreter vs jax
 @FAST
-@given(f32_arrays())
+@given(F32)
 def test_exp_bit_exact_hypothesis(x):
     assert_bits_equal(J["exp_f32"](x), np_exp(x))
 
 
 @FAST
-@given(f32_arrays())
+@given(F32)
 def test_tanh_bit_exact_hypothesis(x):
     assert_bits_equal(J["tanh_f32"](x), np_tanh(x))
 
@@ -341,7 +310,7 @@ def test_flush_and_nan_helpers():
 
 
 @FAST
-@given(f32_arrays())
+@given(F32)
 def test_rsqrt_recip_hypothesis(x):
     assert_bits_equal(J["rsqrt_f32"](x), np_rsqrt(x))
     assert_bits_equal(J["recip_f32"](x), np_recip(x))
@@ -432,7 +401,7 @@ def test_f32_to_uint8():
 
 
 @FAST
-@given(f32_arrays(), f32_arrays())
+@given(F32, F32)
 def test_min_max_hypothesis(a, b):
     assert_bits_equal(J["min_f32"](a, b), np_min(a, b))
     assert_bits_equal(J["max_f32"](a, b), np_max(a, b))
@@ -511,7 +480,7 @@ def test_mul_matches_ieee_then_flush_at_the_subnormal_boundary():
 
 
 @settings(max_examples=60, deadline=None)
-@given(f32_arrays(), f32_arrays())
+@given(F32, F32)
 def test_mul_bit_exact_hypothesis(a, b):
     n = min(a.size, b.size)
     assert_bits_equal(jax.jit(F.mul_f32)(a[:n], b[:n]), np_ieee_mul_flushed(a[:n], b[:n]))
