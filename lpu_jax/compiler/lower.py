@@ -203,8 +203,6 @@ class Lowering:
         return [read(a) for a in jaxpr.outvars]
 
     # ------------------------------------------------------------------ element-wise
-    _BIN = {"add": "add", "sub": "sub", "mul": "mul", "max": "max", "min": "min"}
-    _UN = {"neg": "neg", "exp": "exp", "tanh": "tanh", "rsqrt": "rsqrt"}
     _KEEPS_ZERO = {"add", "sub", "mul", "max", "min", "tanh", "convert", "select"}
 
     def elementwise(self, op: str, mnemonic: str, ins: list[Val], out_dtype: str, shape=None) -> Val:

@@ -51,10 +51,6 @@ class TensorInfo:
     tile_addr: np.ndarray | None = None  # ... and its address
     chunk: int = 0  # MXM weights: byte rows per LW (each from its own slice)
 
-    @property
-    def words(self) -> int:
-        return int(self.layout.slice.size)
-
 
 @dataclasses.dataclass
 class OpInfo:
