@@ -44,32 +44,82 @@ def source_of(eqn) -> str:
 
 @dataclasses.dataclass
 class Val:
-    """A lowered value. tensor None: a compile-time constant (`const`) or a parameter not yet in MEM (`param`)."""
+    """A lowered value. tensor None: a compile-time constant (`const`) or a parameter not yet in MEM (`param`).
+
+    Layout: the `nl` axes from `ld` on run along the lanes (flattened row-major: the tensor's columns); every other
+    axis indexes vectors, and `rows` (int64 over those axes, `lead`) gives the tensor row of every logical row. A
+    "full" value in the natural layout has its last axis along the lanes; attention keeps some values with
+    another axis along the lanes (a transposed layout). A "rep" value holds one number per row, the same in every
+    lane: its lane axes (if `ld` is not None) are broadcast, and a reduction result has none."""
 
     tensor: str | None
     shape: tuple
     dtype: str
     rows: np.ndarray | None = None  # int64 over `lead`: the tensor row of every logical row
-    lanes: str = "full"  # "full": the last axis along lanes; "rep": one number per row, in every lane
-    lane_axis: bool = True  # rep only: whether the last axis is a (broadcast) lane axis
+    lanes: str = "full"  # "full" or "rep"
+    ld: int | None = -1  # the first lane axis (-1: the last nl axes); rep: None when there is no lane axis
+    nl: int = 1  # how many axes run along the lanes
     clean: bool = True  # full only: the padding lanes of the last tile hold zeros
     const: np.ndarray | None = None
     param: str | None = None  # the parameter's name, for values that are parameters (never folded)
     pending: dict | None = None  # a `round` (and clamps) waiting for its int8 conversion
 
+    def __post_init__(self):
+        if self.ld == -1:
+            self.ld = len(self.shape) - self.nl if len(self.shape) >= self.nl else None
+
+    @property
+    def lane_axes(self) -> tuple:
+        return () if self.ld is None else tuple(range(self.ld, self.ld + self.nl))
+
     @property
     def lead(self) -> tuple:
-        if self.lanes == "full" or self.lane_axis:
-            return tuple(self.shape[:-1])
-        return tuple(self.shape)
+        la = self.lane_axes
+        return tuple(d for i, d in enumerate(self.shape) if i not in la)
+
+    @property
+    def width(self) -> int:
+        """The number of lanes the value's lane axes fill (1 for a value without lane axes)."""
+        return int(np.prod([self.shape[i] for i in self.lane_axes])) if self.lane_axes else 1
+
+    @property
+    def natural(self) -> bool:
+        """Whether the lanes are the trailing axes (the tensor's rows and columns are the row-major order)."""
+        return self.ld is not None and self.ld + self.nl == len(self.shape)
 
     @property
     def is_const(self) -> bool:
         return self.tensor is None and self.param is None and self.pending is None
 
+    def rows_full(self) -> np.ndarray:
+        """`rows` as an array over the whole shape, with the lane axes of size 1."""
+        r = np.asarray(self.rows)
+        if r.ndim == 0:
+            return r.reshape((1,) * len(self.shape))
+        full = list(self.shape)
+        for i in self.lane_axes:
+            full[i] = 1
+        return r.reshape(full)
 
-def _np_dtype(dt) -> np.dtype:
-    return np.dtype(dt)
+
+def rows_for(v: Val, shape: tuple, ld: int | None, nl: int) -> np.ndarray | None:
+    """v's rows over the lead axes of `shape` with lane axes (ld, nl), or None when v is not the same along those
+    lanes (its lanes would have to become rows: a relayout)."""
+    r = v.rows_full()
+    r = r.reshape((1,) * (len(shape) - r.ndim) + r.shape)
+    try:
+        r = np.broadcast_to(r, tuple(1 if v.lanes == "full" and i in v.lane_axes else d for i, d in enumerate(shape)))
+    except ValueError:
+        return None
+    if v.lanes == "full" and (v.ld, v.nl) != (ld, nl):
+        return None
+    lanes = () if ld is None else tuple(range(ld, ld + nl))
+    for i in lanes:
+        if r.shape[i] > 1:
+            if np.any(r != np.take(r, [0], axis=i)):
+                return None
+            r = np.take(r, [0], axis=i)
+    return r.reshape([d for i, d in enumerate(r.shape) if i not in lanes]) if lanes else r
 
 
 class Lowering:
@@ -113,7 +163,7 @@ class Lowering:
         t = self.name(base + "_")
         if splat:  # one vector with the value in every lane, read for every row and tile
             self.b.alloc(t, (1, self.cfg.n_lanes), dt, role, np.full((1, self.cfg.n_lanes), c.reshape(-1)[0], c.dtype))
-            out = Val(t, v.shape, dt, np.zeros((), np.int64), "rep", lane_axis=False)
+            out = Val(t, v.shape, dt, np.zeros((), np.int64), "rep", ld=None)
         else:
             x = c.reshape(-1, c.shape[-1])
             self.b.alloc(t, x.shape, dt, role, x)
@@ -121,22 +171,21 @@ class Lowering:
         cache[key] = out
         return out
 
-    def new_full(self, shape, dtype: str, role="temp", clean=True) -> Val:
+    def new_full(self, shape, dtype: str, role="temp", clean=True, ld: int | None = -1, nl: int = 1) -> Val:
         shape = tuple(int(x) for x in shape)
-        lead = shape[:-1]
-        R = int(np.prod(lead)) if lead else 1
-        C = shape[-1] if shape else 1
+        v = Val(None, shape, dtype, ld=ld, nl=nl)
+        R = int(np.prod(v.lead)) if v.lead else 1
         t = self.name("t")
-        self.b.alloc(t, (R, C), dtype, role)
-        return Val(t, shape, dtype, np.arange(R).reshape(lead), "full", clean=clean)
+        self.b.alloc(t, (R, v.width), dtype, role)
+        return dataclasses.replace(v, tensor=t, rows=np.arange(R).reshape(v.lead), clean=clean)
 
-    def new_rep(self, shape, dtype: str, lane_axis: bool, role="temp") -> Val:
+    def new_rep(self, shape, dtype: str, ld: int | None = None, nl: int = 1, role="temp") -> Val:
         shape = tuple(int(x) for x in shape)
-        lead = shape[:-1] if lane_axis else shape
-        R = int(np.prod(lead)) if lead else 1
+        v = Val(None, shape, dtype, lanes="rep", ld=ld, nl=nl)
+        R = int(np.prod(v.lead)) if v.lead else 1
         t = self.name("r")
         self.b.alloc(t, (R, 1), dtype, role, replicated=True)
-        return Val(t, shape, dtype, np.arange(R).reshape(lead), "rep", lane_axis=lane_axis)
+        return dataclasses.replace(v, tensor=t, rows=np.arange(R).reshape(v.lead))
 
     # ------------------------------------------------------------------ vectors of a value
     def vec(self, v: Val, idx: tuple, t: int) -> Vec:
@@ -147,7 +196,7 @@ class Lowering:
     def tiles(self, v: Val) -> int:
         if v.lanes == "rep":
             return 1
-        return max(1, math.ceil(v.shape[-1] / self.cfg.n_lanes)) if v.shape else 1
+        return max(1, math.ceil(v.width / self.cfg.n_lanes))
 
     # ------------------------------------------------------------------ the walk
     def run(self, closed, args: list[Val]) -> list[Val]:
@@ -206,39 +255,32 @@ class Lowering:
     _KEEPS_ZERO = {"add", "sub", "mul", "max", "min", "tanh", "convert", "select"}
 
     def elementwise(self, op: str, mnemonic: str, ins: list[Val], out_dtype: str, shape=None) -> Val:
-        """One VXM instruction per output vector: out = op(ins) lane by lane. Operands broadcast like lax's
-        element-wise ops (size-1 leading axes); a per-row value meets a full one by reading its tile 0."""
+        """One VXM instruction per output vector: out = op(ins) lane by lane. Operands have the output's shape
+        (or are scalars); the output takes the layout of its first full operand (else of its first replicated
+        one with lane axes), and a replicated operand meets it by reading its one vector for every tile."""
         ins = [self.on_chip(v) for v in ins]
         shape = tuple(int(d) for d in (shape if shape is not None else max((v.shape for v in ins), key=len)))
-        full_out = any(v.lanes == "full" for v in ins)
-        lane_out = full_out or any(v.lanes == "rep" and v.lane_axis and np.ndim(v.rows) for v in ins)
-        lead = shape[:-1] if lane_out else shape
+        fulls = [v for v in ins if v.lanes == "full"]
+        laned = [v for v in ins if v.lanes == "rep" and v.ld is not None and v.shape == shape]
+        ld, nl = (fulls[0].ld, fulls[0].nl) if fulls else (laned[0].ld, laned[0].nl) if laned else (None, 1)
         fixed = []
         for v in ins:
-            rows = np.asarray(v.rows)
-            if v.lanes == "full":
-                if v.shape[-1] != shape[-1]:
-                    raise self.err(f"operand shapes {[u.shape for u in ins]} do not match along the lane axis")
-            elif lane_out and not v.lane_axis and rows.ndim:
-                if rows.ndim == len(shape) and v.shape[-1] == 1:
-                    rows = rows[..., 0]
-                else:
-                    raise self.err(f"operand shapes {[u.shape for u in ins]}: a per-row value used along lanes")
-            if rows.ndim:
-                try:
-                    rows = np.broadcast_to(rows.reshape((1,) * (len(lead) - rows.ndim) + rows.shape), lead)
-                except ValueError:
-                    raise self.err(f"operand shapes {[u.shape for u in ins]} do not broadcast to {shape}") from None
-            fixed.append(dataclasses.replace(v, rows=rows, lane_axis=lane_out or v.lane_axis))
+            rows = rows_for(v, shape, ld, nl)
+            if rows is None and v.lanes == "full" and v.shape == shape:
+                v = self.lanes_to_rows(v, ld, nl)
+                rows = rows_for(v, shape, ld, nl)
+            if rows is None:
+                raise self.err(f"operand shapes {[u.shape for u in ins]} do not broadcast to {shape} in one layout")
+            fixed.append(dataclasses.replace(v, shape=shape, rows=rows, ld=ld, nl=nl))
         ins = fixed
-        if full_out:
-            C = shape[-1]
-            clean = C % self.cfg.n_lanes == 0 or (
+        if fulls:
+            w = ins[0].width
+            clean = w % self.cfg.n_lanes == 0 or (
                 op in self._KEEPS_ZERO and all(v.lanes == "full" and v.clean for v in ins)
             )
-            out = self.new_full(shape, out_dtype, clean=clean)
+            out = self.new_full(shape, out_dtype, clean=clean, ld=ld, nl=nl)
         else:
-            out = self.new_rep(shape, out_dtype, lane_axis=lane_out)
+            out = self.new_rep(shape, out_dtype, ld=ld, nl=nl)
         self.place_elementwise(mnemonic, ins, out)
         return out
 
@@ -376,55 +418,58 @@ class Lowering:
         shape, bd = tuple(eqn.params["shape"]), tuple(eqn.params["broadcast_dimensions"])
         if x.pending is not None:
             raise self.err("`round` is supported only as part of an int8 quantisation")
-        x = self.on_chip(x)
-        last = len(shape) - 1
-        if x.lanes == "full":
-            if not bd or bd[-1] != last or x.shape[-1] != shape[-1]:
-                raise self.err(f"broadcast of {x.shape} to {shape} along the lane axis of a non-replicated value")
-            rows = self._bcast_rows(x.rows, x.shape[:-1], shape[:-1], bd[:-1])
-            return dataclasses.replace(x, shape=shape, rows=rows)
-        # replicated values
-        if x.rows.ndim == 0:
-            return dataclasses.replace(x, shape=shape, rows=np.zeros((), np.int64), lane_axis=bool(shape))
-        if x.lane_axis:
-            if bd[-1] != last:
-                raise self.err(f"broadcast of {x.shape} to {shape} moves the lane axis")
-            rows = self._bcast_rows(x.rows, x.shape[:-1], shape[:-1], bd[:-1])
-            return dataclasses.replace(x, shape=shape, rows=rows)
-        if bd and bd[-1] == last:
-            if x.shape[-1] != 1:
-                raise self.err(f"broadcast of {x.shape} to {shape} needs a transposition of rows into lanes")
-            src = x.rows[..., 0]
-            rows = self._bcast_rows(src, x.shape[:-1], shape[:-1], bd[:-1])
-        else:
-            rows = self._bcast_rows(x.rows, x.shape, shape[:-1], bd)
-        return dataclasses.replace(x, shape=shape, rows=rows, lane_axis=True)
+        return self.broadcast(self.on_chip(x), shape, bd)
 
-    @staticmethod
-    def _bcast_rows(rows, src_shape, out_shape, bd):
-        rows = np.asarray(rows).reshape(src_shape)
-        expand = [1] * len(out_shape)
+    def broadcast(self, x: Val, shape: tuple, bd: tuple) -> Val:
+        """A view: x's axes go to `bd` of `shape`, the other axes (and size-1 ones) are broadcast by repeating
+        rows. A full value's lane axes stay lane axes (they must keep their sizes); a replicated value without
+        lane axes gains the last axis as its lane axis when that axis is new or was of size 1."""
+        expand = [1] * len(shape)
+        rf = x.rows_full()
         for i, d in enumerate(bd):
-            expand[d] = src_shape[i]
-        return np.broadcast_to(rows.reshape(expand), out_shape)
+            expand[d] = rf.shape[i]
+        if x.ld is not None:
+            ld = bd[x.ld]
+            if [bd[i] for i in x.lane_axes] != list(range(ld, ld + x.nl)):
+                raise self.err(f"broadcast of {x.shape} to {shape} splits or reorders the lane axes")
+            if x.lanes == "full" and any(shape[bd[i]] != x.shape[i] for i in x.lane_axes):
+                raise self.err(f"broadcast of {x.shape} to {shape} along the lane axis of a non-replicated value")
+            nl = x.nl
+        elif shape and (len(shape) - 1 not in bd or x.shape[bd.index(len(shape) - 1)] == 1):
+            ld, nl = len(shape) - 1, 1
+        else:
+            ld, nl = None, 1
+        lanes = set() if ld is None else set(range(ld, ld + nl))
+        target = tuple(1 if i in lanes else d for i, d in enumerate(shape))
+        rows = np.broadcast_to(rf.reshape(expand), target)
+        rows = rows.reshape([d for i, d in enumerate(target) if i not in lanes])
+        return dataclasses.replace(x, shape=shape, rows=rows, ld=ld, nl=nl)
 
     def p_reshape(self, eqn, x):
-        shape = tuple(eqn.params["new_sizes"])
-        return self.reshape(x, shape)
+        if eqn.params.get("dimensions") is not None:
+            raise self.err("reshape with a dimension order is not supported")
+        return self.reshape(x, tuple(eqn.params["new_sizes"]))
 
     def reshape(self, x, shape):
+        """A view when the lane axes stay one block of axes between the same leading and trailing sizes (a split
+        of the lanes into heads, a merge of row axes); otherwise an error."""
         x = self.on_chip(x)
-        if x.lanes == "full":
-            if shape and x.shape and shape[-1] == x.shape[-1]:
-                return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape[:-1]))
-            raise self.err(f"reshape {x.shape} -> {shape} changes the lane axis (not supported yet)")
-        if not x.lane_axis:
-            return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape))
-        if shape and shape[-1] == x.shape[-1]:
-            return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape[:-1]))
-        if x.shape[-1] == 1:
-            return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape), lane_axis=False)
-        raise self.err(f"reshape {x.shape} -> {shape} of a replicated value is not supported")
+        shape = tuple(int(d) for d in shape)
+        if x.ld is None:
+            return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(shape), nl=1)
+        before = int(np.prod(x.shape[: x.ld]))
+        after = int(np.prod(x.shape[x.ld + x.nl :]))
+        w = x.width
+        for k in range(len(shape), -1, -1):  # the latest lane block first (a size-1 axis stays a row axis)
+            if int(np.prod(shape[:k])) != before:
+                continue
+            for m in range(1, len(shape) - k + 1):
+                if int(np.prod(shape[k : k + m])) == w and int(np.prod(shape[k + m :])) == after:
+                    lead = shape[:k] + shape[k + m :]
+                    return dataclasses.replace(x, shape=shape, rows=np.asarray(x.rows).reshape(lead), ld=k, nl=m)
+        if x.lanes == "rep" and w == 1:
+            return dataclasses.replace(x, shape=shape, rows=x.rows_full().reshape(shape), ld=None, nl=1)
+        raise self.err(f"reshape {x.shape} -> {shape} moves data across the lanes (not supported)")
 
     def p_squeeze(self, eqn, x):
         shape = tuple(d for i, d in enumerate(x.shape) if i not in eqn.params["dimensions"])
@@ -449,16 +494,15 @@ class Lowering:
         if dt != "f32":
             raise self.err(f"reduction over {dt} is not supported (reductions run in float32)")
         x = self.on_chip(x)
-        last = len(x.shape) - 1
-        if axes == (last,) and x.lanes == "full":
+        if len(axes) == 1 and x.lanes == "full" and axes[0] in x.lane_axes and x.nl == 1:
             return self.lane_reduce(x, op)
-        if len(axes) == 1 and axes[0] < last and x.lanes == "full":
+        if len(axes) == 1 and x.lanes == "full" and axes[0] not in x.lane_axes:
             return self.row_reduce(x, axes[0], op)
         raise self.err(f"reduction over axes {axes} of a {x.shape} value is not supported")
 
     def mask_padding(self, x: Val, fill: float) -> Val:
         """x with the padding lanes of its last tile set to `fill` (a select against a lane-mask constant)."""
-        L, C = self.cfg.n_lanes, x.shape[-1]
+        L, C = self.cfg.n_lanes, x.width
         if C % L == 0 or (fill == 0.0 and x.clean):
             return x
         npd = {"f32": np.float32, "f16": np.float16}[x.dtype]
@@ -468,7 +512,7 @@ class Lowering:
         m = self.on_chip(Val(None, (1, T * L), x.dtype, const=mask))
         z = self.on_chip(Val(None, (), x.dtype, const=npd(fill)))
         self.b.begin("mask", self.source)
-        out = self.new_full(x.shape, x.dtype, clean=fill == 0.0)
+        out = self.new_full(x.shape, x.dtype, clean=fill == 0.0, ld=x.ld, nl=x.nl)
         b = self.b
         for idx in np.ndindex(*x.lead):
             r = int(out.rows[idx])
@@ -491,9 +535,9 @@ class Lowering:
         x = self.mask_padding(x, 0.0 if op == "add" else float("-inf"))
         b.begin(f"reduce_{op}", self.source)
         T = self.tiles(x)
-        w = min(x.shape[-1], L)
+        w = min(x.width, L)
         lead = x.lead
-        out = self.new_rep(lead, "f32", lane_axis=False)
+        out = self.new_rep(lead, "f32", ld=None)
         zmaps = self.zero_maps()
         shift = "Shift.down" if op == "add" else "Rotate.down"
         steps = []
@@ -566,25 +610,38 @@ class Lowering:
         return b.vec(t, 0, 0)
 
     def row_reduce(self, x: Val, axis: int, op: str) -> Val:
-        """Sum (max) over a leading axis: whole vectors combined pairwise, v = v[0::2] + v[1::2] (zero-padded
-        to a power of two), log2 n deep."""
-        b = self.b
+        """Sum (max) over an axis that indexes vectors: whole vectors combined pairwise, v = v[0::2] + v[1::2]
+        (zero-padded to a power of two), log2 n deep. When that axis is the value's last (a transposed layout),
+        the order is the lane reduction's (docs/numerics.md): first every L-th vector added in order (the lane
+        tiles), then the tree over the first min(n, L)."""
+        b, L = self.b, self.cfg.n_lanes
         b.begin(f"reduce_{op}_rows", self.source)
         shape = tuple(d for i, d in enumerate(x.shape) if i != axis)
-        out = self.new_full(shape, "f32", clean=x.clean)
+        ld = x.ld - 1 if axis < x.ld else x.ld
+        out = self.new_full(shape, "f32", clean=x.clean, ld=ld, nl=x.nl)
         T = self.tiles(x)
         n = x.shape[axis]
-        npow = 1 << max(0, (n - 1).bit_length())
+        p = axis - (x.nl if axis > x.ld else 0)  # the axis among x's lead axes
         zero = self.on_chip(Val(None, (), "f32", const=np.float32(0.0 if op == "add" else -np.inf)))
+        zv = b.vec(zero.tensor, 0, 0)
+        as_lanes = axis == len(x.shape) - 1 and n > L
+        w = min(n, L) if axis == len(x.shape) - 1 else n
+        npow = 1 << max(0, (w - 1).bit_length())
         for idx in np.ndindex(*out.lead):
             r_out = int(out.rows[idx])
             for t in range(T):
-                vs = []
-                for i in range(npow):
-                    if i < n:
-                        vs.append(self.vec(x, idx[:axis] + (i,) + idx[axis:], t))
-                    else:
-                        vs.append(b.vec(zero.tensor, 0, 0))
+                vs = [self.vec(x, idx[:p] + (i,) + idx[p:], t) for i in range(w)]
+                if as_lanes:  # the lane tiles, in order: part j = x[j] + x[j + L] + ... (the last tile zero-padded)
+                    for k in range(1, math.ceil(n / L)):
+                        vs = [
+                            self._vxm_new(
+                                f"{op}.f32",
+                                [v, self.vec(x, idx[:p] + (j + k * L,) + idx[p:], t) if j + k * L < n else zv],
+                                "row reduce (tiles)",
+                            )
+                            for j, v in enumerate(vs)
+                        ]
+                vs += [zv] * (npow - len(vs))
                 while len(vs) > 2:
                     vs = [self._vxm_new(f"{op}.f32", vs[i : i + 2], "row reduce") for i in range(0, len(vs), 2)]
                 mn = f"{op}.f32" if len(vs) == 2 else "mov.f32"
@@ -643,18 +700,21 @@ class Lowering:
 
     # ------------------------------------------------------------------ outputs
     def output(self, v: Val, name: str) -> Val:
-        """The value as a plain output tensor (copied when it is a view, a constant or an input)."""
+        """The value as a plain output tensor in the natural layout (copied when it is a view, a constant, an
+        input or a replicated value with lane axes)."""
         v = self.on_chip(v)
+        if v.lanes == "full" and not v.natural:
+            raise self.err(f"an output {v.shape} in a transposed layout is not supported")
         info = self.b.sched.tensors[v.tensor]
         plain = np.array_equal(np.asarray(v.rows).reshape(-1), np.arange(np.asarray(v.rows).size))
-        if info.role == "temp" and plain and (v.lanes == "full" or not v.lane_axis):
+        if info.role == "temp" and plain and (v.lanes == "full" or v.ld is None):
             info.role = "output"
             return v
         self.b.begin("copy", "output")
-        if v.lanes == "full":
-            out = self.new_full(v.shape, v.dtype, role="output")
+        if v.lanes == "full" or v.ld is not None:
+            out = self.new_full(v.shape, v.dtype, role="output", ld=v.ld, nl=v.nl)
         else:
-            out = self.new_rep(v.shape, v.dtype, lane_axis=False, role="output")
+            out = self.new_rep(v.shape, v.dtype, ld=None, role="output")
         self.place_elementwise(f"mov.{v.dtype}", [v], out, "output copy")
         return out
 
