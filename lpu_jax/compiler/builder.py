@@ -77,15 +77,32 @@ class Builder:
         self.plane_lw_free = {p: 0 for p in range(cfg.n_planes)}
         self.plane_abc_free = {p: 0 for p in range(cfg.n_planes)}
 
+    def next_plane(self) -> int:
+        """The MXM plane for the next unit of work (round-robin)."""
+        self._plane = (getattr(self, "_plane", -1) + 1) % self.cfg.n_planes
+        return self._plane
+
     # ------------------------------------------------------------------ memory
     def alloc(
-        self, name: str, shape, dtype: str, role: str, value=None, side=None, replicated=False, avoid=()
+        self,
+        name: str,
+        shape,
+        dtype: str,
+        role: str,
+        value=None,
+        side=None,
+        replicated=False,
+        avoid=(),
+        groups: int | None = None,
+        one_bank: bool = False,
     ) -> TensorInfo:
         """Place a matrix [R, C] of `dtype`: each byte plane in its own slice of one hemisphere (so a vector's
         bytes travel as one stream group), rows at consecutive addresses. Even and odd column tiles, and even and
         odd rows, go to different slice groups where the hemisphere has room, so that a job combining two tiles
         or two rows of one tensor reads them in the same cycle. Slices in `avoid` (the operands of the job that
-        writes this tensor) and the most used slices are taken last."""
+        writes this tensor) and the most used slices are taken last. `groups`: spread the vectors over this many
+        slice groups instead ((row + tile) mod groups; an MXM weight load takes consecutive rows from distinct
+        slices). `one_bank`: each slice's words in one SRAM bank (a Gather reads one bank)."""
         cfg = self.cfg
         R, C = int(shape[0]), int(shape[1])
         w = dtype_by_name(dtype).width
@@ -103,7 +120,9 @@ class Builder:
             range(len(cands)),
             key=lambda i: (cands[i] in avoid, self.next_addr[cands[i]], (i - self._rr[side]) % len(cands)),
         )
-        groups = 2 if (T > 1 or R > 1) and len(cands) >= 2 * w else 1
+        if groups is None:
+            groups = 2 if (T > 1 or R > 1) and len(cands) >= 2 * w else 1
+        groups = max(1, min(groups, len(cands) // w))
         chosen = [[cands[i] for i in order[g * w : (g + 1) * w]] for g in range(groups)]
         self._rr[side] = (self._rr[side] + w * groups) % len(cands)
         sl = np.zeros((R, T, w), np.int32)
@@ -114,6 +133,8 @@ class Builder:
             n_g = int((grp == g).sum())
             for b, s in enumerate(chosen[g]):
                 a0 = int(self.next_addr[s])
+                if one_bank and a0 // cfg.bank_words != (a0 + n_g - 1) // cfg.bank_words:
+                    a0 = (a0 // cfg.bank_words + 1) * cfg.bank_words
                 if a0 + n_g > cfg.mem_words:
                     self._capacity(name, R * T * w)
                 self.next_addr[s] = a0 + n_g
