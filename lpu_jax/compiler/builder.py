@@ -107,9 +107,15 @@ class Builder:
         R, C = int(shape[0]), int(shape[1])
         w = dtype_by_name(dtype).width
         T = math.ceil(C / cfg.n_lanes)
-        if side is None:
+        if side is None:  # alternate hemispheres; the other one when this one is full
             side = self._side
             self._side ^= 1
+            args = (name, shape, dtype, role, value)
+            kw = dict(replicated=replicated, avoid=avoid, groups=groups, one_bank=one_bank)
+            try:
+                return self.alloc(*args, side=side, **kw)
+            except CapacityError:
+                return self.alloc(*args, side=1 - side, **kw)
         cands = self.sides[side]
         if len(cands) < w:
             raise CapacityError(
@@ -129,6 +135,7 @@ class Builder:
         ad = np.zeros((R, T, w), np.int32)
         rr, tt = np.meshgrid(np.arange(R), np.arange(T), indexing="ij")
         grp = (rr + tt) % groups
+        ends = []
         for g in range(groups):
             n_g = int((grp == g).sum())
             for b, s in enumerate(chosen[g]):
@@ -137,9 +144,11 @@ class Builder:
                     a0 = (a0 // cfg.bank_words + 1) * cfg.bank_words
                 if a0 + n_g > cfg.mem_words:
                     self._capacity(name, R * T * w)
-                self.next_addr[s] = a0 + n_g
+                ends.append((s, a0 + n_g))
                 sl[..., b][grp == g] = s
                 ad[..., b][grp == g] = a0 + np.arange(n_g)
+        for s, end in ends:  # only once everything fits
+            self.next_addr[s] = end
         lay = TensorLayout((R, C), dtype, sl, ad)
         info = TensorInfo(name, lay, role, value, (R, C), replicated)
         self.sched.tensors[name] = info
