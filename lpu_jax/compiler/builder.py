@@ -25,6 +25,7 @@ from ..dtypes import dtype_by_name, pack_np
 from ..isa import Instruction as I
 from ..kernels.gemm import _blocks
 from ..kernels.layout import CapacityError, TensorLayout
+from ..kernels.timeline import first_free
 from ..mxm import abc_latency
 from ..sxm import sxm_delay
 from .resources import Resources
@@ -245,24 +246,41 @@ class Builder:
         for v, ps in zip(srcs, src_pos):
             t = max(t, v.ready + dR + max(abs(p - pos_u) for p in ps))
         start = t
+        # the MEM accesses, by their cycle relative to the unit's issue cycle
+        acc = [(s, -dR - abs(p - pos_u), "Read", a) for v, ps in zip(srcs, src_pos) for (s, a), p in zip(v.words, ps)]
+        acc += [(s, delay + abs(p - pos_u), "Write", a) for (s, a), p in zip(dst or (), dst_pos)]
+        if not self._mem_ok(acc):  # two accesses that collide whatever the cycle
+            raise SchedulingError(f"no cycle found for {what} within {_MAX_WAIT} cycles of {start}")
+        # What must be free at t + offset, besides a unit queue: the `after` queues, the MEM queues and banks. No
+        # instruction issues before cycle 0.
+        waits = [(tl.queue_map(aq), off) for aq, off, _ in after] + self._mem_waits(acc)
+        t = max(t, 0, *(-off for _, off, _ in after), *(-off for _, off, _, _ in acc))
+        unit_maps = [tl.queue_map(q) for q in queues]
+        ports = [port(q) for q in queues] if port is not None else None
+        # The first cycle where everything is free. Each MEM queue, bank and `after` queue says from which cycle on
+        # it is free (`first_free`): the search goes round them, moving t there, until a whole round finds all of
+        # them free at t; then a unit queue (the first free one, as `next_free` says), the output port and the
+        # stream flights, the last two a cycle at a time. It finds the cycle that trying every one in turn finds.
+        n = len(waits)
         while True:
             if t - start > _MAX_WAIT:
                 raise SchedulingError(f"no cycle found for {what} within {_MAX_WAIT} cycles of {start}")
-            q = next((q for q in queues if tl.free(q, t, occupancy)), None)
-            if (
-                q is None
-                or (port is not None and not res.port_free(port(q), t + delay))
-                or not all(tl.free(aq, t + off) for aq, off, _ in after)
-            ):
-                t += 1
+            i = free_in_a_row = 0
+            while free_in_a_row < n:
+                m, off = waits[i]
+                if t + off in m:
+                    t = first_free(m, t + off) - off
+                    free_in_a_row = 0
+                free_in_a_row += 1
+                i = i + 1 if i + 1 < n else 0
+            if occupancy == 1:
+                k = next((k for k, m in enumerate(unit_maps) if t not in m), None)
+            else:
+                k = next((k for k, q in enumerate(queues) if tl.free(q, t, occupancy)), None)
+            if k is None:
+                t = min(tl.next_free(q, t, occupancy) for q in queues)
                 continue
-            acc = [
-                (s, t - dR - abs(p - pos_u), "Read", a)
-                for v, ps in zip(srcs, src_pos)
-                for (s, a), p in zip(v.words, ps)
-            ]
-            acc += [(s, t + delay + abs(p - pos_u), "Write", a) for (s, a), p in zip(dst or (), dst_pos)]
-            if not self._mem_ok(acc):
+            if ports is not None and not res.port_free(ports[k], t + delay):
                 t += 1
                 continue
             mark = res.mark()
@@ -273,6 +291,7 @@ class Builder:
                 t += 1
                 continue
             break
+        q = queues[k]
         if port is not None:
             res.reserve_port(port(q), t + delay)
         groups = [_stream(d, b) for d, b in zip(src_dir, bases)]
@@ -332,31 +351,31 @@ class Builder:
         return dirs.pop()
 
     def _mem_ok(self, acc) -> bool:
+        """Whether the MEM accesses acc [(slice, cycle, mnemonic, addr)] of one job can all issue: no two on one
+        slice in one cycle, none on an SRAM bank another uses in the same cycle. The cycles may be relative to the
+        job's issue cycle: the answer is the same for every issue cycle (whether the queues and banks are free
+        then is `_mem_waits`)."""
         tl = self.res.tl
-        keys = set()
-        banks = set()
-        for s, c, m, a in acc:
-            if (s, c) in keys:
-                return False
-            keys.add((s, c))
-            b = tl._bank_use(s, c, m, a)
-            if b in banks or not tl.mem_free(s, c, m, a):
-                return False
-            banks.add(b)
-        return True
+        slots = {(s, c) for s, c, _, _ in acc}
+        banks = {tl._bank_use(s, c, m, a) for s, c, m, a in acc}
+        return len(slots) == len(banks) == len(acc)
+
+    def _mem_waits(self, acc) -> list:
+        """For the MEM accesses acc [(slice, offset from the issue cycle, mnemonic, addr)] of one job: the
+        occupancy map (`Timeline.queue_map` / `bank_map`) and offset of each one's MEM queue and of its bank."""
+        tl, names = self.res.tl, self.cfg.mem_names
+        waits = []
+        for s, off, m, a in acc:
+            waits.append((tl.queue_map(f"MEM.{names[s]}"), off))
+            waits.append((tl.bank_map(s, a), tl._bank_use(s, off, m, a)[3]))
+        return waits
 
     def _claim(self, d, ps, pos_u, t, align: bool):
         """Reserve the lowest stream base (a multiple of the width if `align`) whose streams base + b are free for
         flights between positions ps[b] and the unit (pos_u) on the diagonal through (pos_u, t): operands
         arriving at t, or a result landing at t. Returns the base, or None."""
-        res, S, w = self.res, self.cfg.n_streams, len(ps)
-        diag = res.diag(d, pos_u, t)
-        for base in range(0, S - w + 1, w if align else 1):
-            if all(res.flight_free(d * S + base + b, diag, min(p, pos_u), max(p, pos_u)) for b, p in enumerate(ps)):
-                for b, p in enumerate(ps):
-                    res.reserve_flight(d * S + base + b, diag, min(p, pos_u), max(p, pos_u))
-                return base
-        return None
+        spans = [(p, pos_u) if p < pos_u else (pos_u, p) for p in ps]
+        return self.res.claim(d * self.cfg.n_streams, self.res.diag(d, pos_u, t), spans, len(ps) if align else 1)
 
     # ------------------------------------------------------------------ unit jobs
     def vxm(self, mnemonic: str, srcs: list[Vec], dst, what: str, t0: int = 0):

@@ -22,7 +22,6 @@ from .. import isa
 from ..dtypes import dtype_by_name
 from ..mxm import abc_latency
 from ..sxm import sxm_delay
-from .resources import diagonal
 from .schedule import Schedule
 
 __all__ = ["ScheduleError", "check_schedule", "flows"]
@@ -43,51 +42,98 @@ def _unit_pos(cfg, queue: str) -> int:
     return int(cfg.positions[cfg.sxm_slices[cfg.sxm_names.index(rest.split(".")[0])]])
 
 
-def flows(cfg, queue: str, cycle: int, ins: isa.Instruction):
-    """(emissions, reads) of one instruction: emissions [(sid, position, landing cycle)], reads [(sid, position,
-    cycle)], from the timing rules of docs/isa.md."""
-    pos = _unit_pos(cfg, queue)
+_LANE_OPS = ("Shift.up", "Shift.down", "Rotate.up", "Rotate.down", "Permute")
+
+
+def _timing(cfg, ins: isa.Instruction):
+    """The stream traffic of an instruction as a template: (emissions [(operand, streams, delay)], reads
+    [(operand, streams)]): operand `operand` names the first of `streams` consecutive streams, whose values land
+    `delay` cycles after the issue (emissions) or are read at the issue. None for an instruction the checker does
+    not know. It depends on the mnemonic alone, and on the lane count of a shift and the mode of an ACC (`_key`)."""
     m, ops = ins.mnemonic, ins.operands
-    sid = lambda s: s.sid(cfg)  # noqa: E731
     em, rd = [], []
     if m == "Read":
-        em.append((sid(ops[1]), pos, cycle + cfg.delay("Read")))
+        em.append((1, 1, cfg.delay("Read")))
     elif m == "Write":
-        rd.append((sid(ops[1]), pos, cycle))
+        rd.append((1, 1))
     elif m == "LW":
-        rd += [(sid(ops[1]) + i, pos, cycle) for i in range(ops[2])]
+        rd.append((1, ops[2]))
     elif m == "ABC.i8":
-        rd.append((sid(ops[0]), pos, cycle))
+        rd.append((0, 1))
     elif m == "ABC.f16":
-        rd += [(sid(ops[0]) + i, pos, cycle) for i in range(2)]
+        rd.append((0, 2))
     elif m.startswith("ACC."):
         if ops[1] & isa.ACC_EMIT:
-            em += [(sid(ops[2]) + i, pos, cycle + cfg.delay("mxm.acc")) for i in range(4)]
-    elif m in ("Shift.up", "Shift.down", "Rotate.up", "Rotate.down", "Permute"):
-        n = ops[2] if m != "Permute" else 0
-        em.append((sid(ops[0]), pos, cycle + sxm_delay(cfg, m, n)))
-        rd.append((sid(ops[1]), pos, cycle))
+            em.append((2, 4, cfg.delay("mxm.acc")))
+    elif m in _LANE_OPS:
+        em.append((0, 1, sxm_delay(cfg, m, ops[2] if m != "Permute" else 0)))
+        rd.append((1, 1))
         if m == "Permute":
-            rd += [(sid(ops[2]) + i, pos, cycle) for i in range(2)]
+            rd.append((2, 2))
     elif isa.vxm_parts(m) is not None:
         op, t1, t2 = isa.vxm_parts(m)
         w_in, w_out = dtype_by_name(t1).width, dtype_by_name(t2).width
-        d = cfg.delay(isa.vxm_delay_class(op, t1))
-        em += [(sid(ops[0]) + i, pos, cycle + d) for i in range(w_out)]
-        for j, s in enumerate(ops[1:]):
-            w = w_in if not (op == "requant" and j == 1) else 4
-            rd += [(sid(s) + i, pos, cycle) for i in range(w)]
-    elif m in ("NOP", "Repeat", "IW"):
-        pass
-    else:
-        raise ScheduleError(f"{queue} at cycle {cycle}: the checker does not know `{ins}`")
+        em.append((0, w_out, cfg.delay(isa.vxm_delay_class(op, t1))))
+        rd += [(1 + j, w_in if not (op == "requant" and j == 1) else 4) for j in range(len(ops) - 1)]
+    elif m not in ("NOP", "Repeat", "IW"):
+        return None
     return em, rd
+
+
+def _key(ins: isa.Instruction):
+    """What `_timing` depends on: the mnemonic, and the lane count of a shift, the mode of an ACC, the count of an LW
+    and the number of operands of a VXM op."""
+    m, ops = ins.mnemonic, ins.operands
+    if m in _LANE_OPS[:4] or m == "LW":
+        return m, ops[2]
+    if m.startswith("ACC."):
+        return m, ops[1] & isa.ACC_EMIT
+    return m, len(ops)
+
+
+class _Flows:
+    """`flows` for one config, with the unit position of every queue and the timing template of every kind of
+    instruction (`_timing`) worked out once."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.S = cfg.n_streams
+        self._pos: dict[str, int] = {}
+        self._timing: dict = {}
+
+    def __call__(self, queue: str, cycle: int, ins: isa.Instruction):
+        pos = self._pos.get(queue)
+        if pos is None:
+            pos = self._pos[queue] = _unit_pos(self.cfg, queue)
+        key = _key(ins)
+        tpl = self._timing.get(key)
+        if tpl is None:
+            tpl = _timing(self.cfg, ins)
+            if tpl is None:
+                raise ScheduleError(f"{queue} at cycle {cycle}: the checker does not know `{ins}`")
+            self._timing[key] = tpl
+        S, ops = self.S, ins.operands
+        em, rd = [], []
+        for j, n, d in tpl[0]:
+            s0 = (ops[j].dir != "E") * S + ops[j].index  # Stream.sid
+            em += [(s0 + i, pos, cycle + d) for i in range(n)]
+        for j, n in tpl[1]:
+            s0 = (ops[j].dir != "E") * S + ops[j].index  # Stream.sid
+            rd += [(s0 + i, pos, cycle) for i in range(n)]
+        return em, rd
+
+
+def flows(cfg, queue: str, cycle: int, ins: isa.Instruction):
+    """(emissions, reads) of one instruction: emissions [(sid, position, landing cycle)], reads [(sid, position,
+    cycle)], from the timing rules of docs/isa.md."""
+    return _Flows(cfg)(queue, cycle, ins)
 
 
 def check_schedule(sched: Schedule) -> None:
     cfg = sched.cfg
     S = cfg.n_streams
     instrs = sched.instrs
+    flow = _Flows(cfg)
 
     def where(i):
         p = instrs[i]
@@ -96,15 +142,18 @@ def check_schedule(sched: Schedule) -> None:
     # queues
     busy = defaultdict(set)
     for i, p in enumerate(instrs):
+        taken = busy[p.queue]
         for c in range(p.cycle, p.cycle + isa.occupancy(p.ins.mnemonic)):
-            if c in busy[p.queue]:
+            if c in taken:
                 raise ScheduleError(f"{where(i)}: the queue already issues an instruction in cycle {c}")
-            busy[p.queue].add(c)
+            taken.add(c)
     # streams
     landings = {}  # (sid, diag) -> list of (position, producer)
     seen = {}
+    reads = []  # per instruction, its stream reads
     for i, p in enumerate(instrs):
-        em, _ = flows(cfg, p.queue, p.cycle, p.ins)
+        em, rd = flow(p.queue, p.cycle, p.ins)
+        reads.append(rd)
         for s, pos, land in em:
             key = (s, pos, land)
             if key in seen:
@@ -113,7 +162,7 @@ def check_schedule(sched: Schedule) -> None:
                     f"in the same cycle {land}"
                 )
             seen[key] = i
-            d = diagonal(s // S, pos, land)
+            d = land - pos if s < S else land + pos  # diagonal(s // S, pos, land)
             landings.setdefault((s, d), []).append((pos, i))
     links = defaultdict(dict)
     mem_links = {}
@@ -122,16 +171,14 @@ def check_schedule(sched: Schedule) -> None:
             links[c][s] = prod
         elif s == -1:
             mem_links[c] = prod
-    for i, p in enumerate(instrs):
-        _, rd = flows(cfg, p.queue, p.cycle, p.ins)
+    for i, rd in enumerate(reads):
         for s, pos, cyc in rd:
-            direction = s // S
-            d = diagonal(direction, pos, cyc)
+            east = s < S
+            d = cyc - pos if east else cyc + pos  # diagonal(s // S, pos, cyc)
             # the nearest landing at or upstream of pos
             best = None
             for lpos, j in landings.get((s, d), ()):
-                up = lpos <= pos if direction == 0 else lpos >= pos
-                if up and (best is None or abs(pos - lpos) < abs(pos - best[0])):
+                if (lpos <= pos if east else lpos >= pos) and (best is None or abs(pos - lpos) < abs(pos - best[0])):
                     best = (lpos, j)
             want = links[i].get(s)
             if want is None:
@@ -145,33 +192,34 @@ def check_schedule(sched: Schedule) -> None:
     # banks and MEM words
     banks = {}
     written = {}
+    slice_of = {f"MEM.{n}": s for s, n in enumerate(cfg.mem_names)}
+    words, bank_words, d_write = cfg.mem_words, cfg.bank_words, cfg.delay("Write")
     for i, p in enumerate(instrs):
-        if not p.queue.startswith("MEM."):
+        s = slice_of.get(p.queue)
+        if s is None:
             continue
-        s = cfg.mem_names.index(p.queue[4:])
         a = p.ins.operands[0]
-        if not 0 <= a < cfg.mem_words:
-            raise ScheduleError(f"{where(i)}: address {a} is outside the slice (0..{cfg.mem_words - 1})")
-        at = p.cycle + (cfg.delay("Write") if p.ins.mnemonic == "Write" else 0)
-        key = (s, a // cfg.bank_words, at)
+        if not 0 <= a < words:
+            raise ScheduleError(f"{where(i)}: address {a} is outside the slice (0..{words - 1})")
+        write = p.ins.mnemonic == "Write"
+        key = (s, a // bank_words, p.cycle + d_write if write else p.cycle)
         if key in banks:
             raise ScheduleError(
                 f"{where(i)} and {where(banks[key])} use SRAM bank {key[1]} of slice "
-                f"{cfg.mem_names[s]} in the same cycle {at}"
+                f"{cfg.mem_names[s]} in the same cycle {key[2]}"
             )
         banks[key] = i
-        if p.ins.mnemonic == "Write":
+        if write:
             if (s, a) in written:
                 raise ScheduleError(f"{where(i)} writes word {a} of slice {cfg.mem_names[s]} a second time")
             written[(s, a)] = i
     for c, prod in mem_links.items():
-        r, w = instrs[c], instrs[prod]
-        if r.cycle < w.cycle + cfg.delay("Write"):
+        if instrs[c].cycle < instrs[prod].cycle + d_write:
             raise ScheduleError(f"{where(c)} reads before {where(prod)} commits the word")
     for name in sched.outputs:
         lay = sched.tensors[name].layout
-        for s, a in zip(lay.slice.reshape(-1), lay.addr.reshape(-1)):
-            if (int(s), int(a)) not in written:
+        for s, a in zip(lay.slice.reshape(-1).tolist(), lay.addr.reshape(-1).tolist()):
+            if (s, a) not in written:
                 raise ScheduleError(f"output {name}: word {a} of slice {cfg.mem_names[s]} is never written")
     _check_planes(sched, where)
 

@@ -53,6 +53,23 @@ class Resources:
         self._flights[(sid, diag)].append((lo, hi))
         self._log.append((sid, diag))
 
+    def claim(self, sid0: int, diag: int, spans: list[tuple[int, int]], step: int) -> int | None:
+        """Reserve flights for a stream group on `diag`: the lowest base in 0, step, 2 step, ... (the group inside
+        the direction's streams sid0 .. sid0 + n_streams - 1) such that every stream sid0 + base + b is free over
+        spans[b] = (lo, hi). Returns the base, or None if there is none."""
+        flights, w = self._flights, len(spans)
+        for base in range(0, self.cfg.n_streams - w + 1, step):
+            sid = sid0 + base
+            for b, (lo, hi) in enumerate(spans):
+                taken = flights.get((sid + b, diag))
+                if taken and any(not (y < lo or x > hi) for x, y in taken):
+                    break
+            else:
+                for b, (lo, hi) in enumerate(spans):
+                    self.reserve_flight(sid + b, diag, lo, hi)
+                return base
+        return None
+
     # ------------------------------------------------------------------ ports
     def port_free(self, port: str, due: int) -> bool:
         return (port, due) not in self._ports

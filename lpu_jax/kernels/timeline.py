@@ -2,10 +2,11 @@
 
 Kernel generators (and the compiler) think in "this Read issues at cycle 1234 on MEM.W17". `Timeline` records
 that, refuses to put two instructions on one queue in one cycle (an `ABC.f16` holds its queue two cycles), keeps
-a set of other reserved resources (the SRAM bank each MEM access uses, per cycle: `mem_free` / `place_mem`), and
-finally writes each queue as the shortest list the ICU rules allow (icu.py): gaps become `NOP n`, runs of one
-instruction at a constant interval whose field 1 (Read/Write address, LW row, ACC row) advances by a constant
-stride become `I; [NOP d - occupancy;] Repeat n, d, s`.
+the SRAM bank each MEM access uses, per cycle (`mem_free` / `place_mem`) and a set of other reserved resources,
+answers "the first free cycle from c" for a queue or a bank (`next_free`, `first_free`), and finally writes each
+queue as the shortest list the ICU rules allow (icu.py): gaps become `NOP n`, runs of one instruction at a
+constant interval whose field 1 (Read/Write address, LW row, ACC row) advances by a constant stride become
+`I; [NOP d - occupancy;] Repeat n, d, s`.
 Every queue starts at cycle 0 (no Sync is needed: a program is statically timed from its first cycle).
 """
 
@@ -16,7 +17,7 @@ from collections import defaultdict
 from .. import isa
 from ..config import ChipConfig
 
-__all__ = ["Timeline", "TimelineError"]
+__all__ = ["Timeline", "TimelineError", "first_free"]
 
 
 class TimelineError(ValueError):
@@ -27,16 +28,45 @@ def _strided(ins: isa.Instruction) -> bool:
     return isa.opcode(ins.mnemonic) in isa.STRIDED
 
 
+def first_free(taken: dict[int, int], cycle: int) -> int:
+    """The first cycle >= `cycle` not in `taken`.
+
+    `taken` is a resource's occupancy as a skip map: its keys are the taken cycles, and each maps to a later cycle
+    such that every cycle in between (the key included) is taken; a new taken cycle c maps to c + 1. The walk
+    from `cycle` follows the map to the first free cycle, then points every key it passed at that cycle (path
+    compression), so a long busy stretch is crossed in a step or two the next time. Cycles are only ever added,
+    so an entry, once true, stays true."""
+    nxt = taken.get(cycle)
+    if nxt is None:
+        return cycle
+    passed = [cycle]
+    while (after := taken.get(nxt)) is not None:
+        passed.append(nxt)
+        nxt = after
+    for c in passed:
+        taken[c] = nxt
+    return nxt
+
+
 class Timeline:
-    """Instructions at exact cycles, per queue, plus a set of reserved resources."""
+    """Instructions at exact cycles, per queue, plus reserved resources.
+
+    `events[queue]`: cycle -> instruction. The occupancy of every queue (`_busy[queue]`) and of every SRAM bank
+    (`_banks[(slice, bank)]`) is a skip map of its taken cycles (`first_free`): membership says whether a cycle
+    is taken, and `first_free` finds the first free cycle from any cycle in about one step (`next_free`;
+    `queue_map` and `bank_map` hand the maps to a scheduler's own search)."""
 
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
         self._names = set(isa.queue_names(cfg))
         self.events: dict[str, dict[int, isa.Instruction]] = defaultdict(dict)
-        self._busy: dict[str, set[int]] = defaultdict(set)
-        self._reserved: set = set()
+        self._busy: dict[str, dict[int, int]] = defaultdict(dict)
+        self._banks: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
+        self._reserved: set = set()  # reserved resources other than SRAM banks
         self._mem_q = [f"MEM.{n}" for n in cfg.mem_names]
+        self._bank_words = cfg.bank_words
+        self._d_write = cfg.delay("Write")
+        self._d_scatter = cfg.delay("Scatter")
 
     # ------------------------------------------------------------------ placing
     def free(self, queue: str, cycle: int, occupancy: int = 1) -> bool:
@@ -45,6 +75,21 @@ class Timeline:
         if occupancy == 1:
             return cycle >= 0 and cycle not in busy
         return cycle >= 0 and all(cycle + i not in busy for i in range(occupancy))
+
+    def next_free(self, queue: str, cycle: int, occupancy: int = 1) -> int:
+        """The first cycle >= `cycle` (and >= 0) at which `free(queue, c, occupancy)`."""
+        busy = self._busy[queue]
+        c = first_free(busy, max(cycle, 0))
+        while occupancy > 1:
+            late = next((c + i for i in range(1, occupancy) if c + i in busy), None)
+            if late is None:
+                break
+            c = first_free(busy, late)
+        return c
+
+    def queue_map(self, queue: str) -> dict[int, int]:
+        """The occupancy (skip map, `first_free`) of `queue`: read it, never change it."""
+        return self._busy[queue]
 
     def place(self, queue: str, cycle: int, ins: isa.Instruction) -> None:
         """Issue `ins` on `queue` at `cycle`. Raises TimelineError if the queue is taken then."""
@@ -55,24 +100,33 @@ class Timeline:
             raise TimelineError(f"{queue} is already busy at cycle {cycle} (placing `{ins}`)")
         self.events[queue][cycle] = ins
         busy = self._busy[queue]
-        busy.add(cycle)
-        if occ > 1:
-            busy.update(range(cycle + 1, cycle + occ))
+        for c in range(cycle, cycle + occ):
+            busy[c] = c + 1
 
     def taken(self, key) -> bool:
+        if _is_bank(key):
+            return key[3] in self._banks[(key[1], key[2])]
         return key in self._reserved
 
     def reserve(self, key) -> None:
         """Reserve a resource (any hashable, e.g. ("bank", slice, bank, cycle)). Raises if already reserved."""
-        if key in self._reserved:
+        if self.taken(key):
             raise TimelineError(f"resource {key} reserved twice")
-        self._reserved.add(key)
+        if _is_bank(key):
+            self._banks[(key[1], key[2])][key[3]] = key[3] + 1
+        else:
+            self._reserved.add(key)
 
     # ------------------------------------------------------------------ MEM accesses
     def _bank_use(self, s: int, t: int, mnemonic: str, addr: int):
         """The (slice, bank, cycle) an access uses: a Read/Gather at its issue, a Write/Scatter at its commit."""
-        at = t + (self.cfg.delay(mnemonic) if mnemonic in ("Write", "Scatter") else 0)
-        return ("bank", s, addr // self.cfg.bank_words, at)
+        at = t + (self._d_write if mnemonic == "Write" else self._d_scatter if mnemonic == "Scatter" else 0)
+        return ("bank", s, addr // self._bank_words, at)
+
+    def bank_map(self, s: int, addr: int) -> dict[int, int]:
+        """The occupancy (skip map, `first_free`) of the SRAM bank of slice s holding word `addr`: read it, never
+        change it."""
+        return self._banks[(s, addr // self._bank_words)]
 
     def mem_free(self, s: int, t: int, mnemonic: str, addr: int) -> bool:
         """Whether MEM slice s (index west to east) can issue `mnemonic` touching `addr` at cycle t: its queue is
@@ -132,6 +186,10 @@ class Timeline:
                 free = t0 + occ
             i = j + 1
         return out
+
+
+def _is_bank(key) -> bool:
+    return type(key) is tuple and len(key) == 4 and key[0] == "bank"
 
 
 def _run_step(a: isa.Instruction, b: isa.Instruction) -> int | None:
