@@ -122,13 +122,18 @@ class Builder:
             raise CapacityError(
                 f"{name}: a {dtype} tensor needs {w} MEM slices in one hemisphere; {cfg.name} has {len(cands)}"
             )
+        if groups is None:
+            groups = 2 if (T > 1 or R > 1) and len(cands) >= 2 * w else 1
+        for g in (groups, 1):  # the slices with room (two groups only where there are enough of them)
+            roomy = [s for s in cands if self.next_addr[s] + math.ceil(R * T / g) <= cfg.mem_words]
+            if len(roomy) >= w * g:
+                cands, groups = roomy, g
+                break
         avoid = set(avoid)
         order = sorted(
             range(len(cands)),
             key=lambda i: (cands[i] in avoid, self.next_addr[cands[i]], (i - self._rr[side]) % len(cands)),
         )
-        if groups is None:
-            groups = 2 if (T > 1 or R > 1) and len(cands) >= 2 * w else 1
         groups = max(1, min(groups, len(cands) // w))
         chosen = [[cands[i] for i in order[g * w : (g + 1) * w]] for g in range(groups)]
         self._rr[side] = (self._rr[side] + w * groups) % len(cands)
