@@ -228,6 +228,7 @@ class Builder:
         align: bool = True,
         after=(),
         emit_dir: int = 0,
+        unit_mem=(),
     ):
         """Place one unit instruction fed from MEM and (if `dst`) written back to MEM.
 
@@ -236,7 +237,9 @@ class Builder:
         delay: issue to the result's landing at the unit. make(queue, [src groups], dst group) -> Instruction.
         after: [(queue, offset, make)] instructions that issue `offset` cycles after the unit's, on their own
         queues (an ABC's ACC); when given, the last of them emits the result. emit_dir: the direction of the
-        result streams an instruction names when there is no `dst` (an ACC that does not emit). Operands that
+        result streams an instruction names when there is no `dst` (an ACC that does not emit). unit_mem: the
+        unit is a MEM slice that reads its own SRAM (a Gather): [(slice, mnemonic, address)], one address in every
+        bank it may read; those banks are reserved in the issue cycle. Operands that
         are the same vector share one Read; operands in a common slice are separated first (`_separate`).
         Returns (issue cycle, instruction index, write indices, cycle from which the result can be read).
         """
@@ -254,11 +257,14 @@ class Builder:
         # the MEM accesses, by their cycle relative to the unit's issue cycle
         acc = [(s, -dR - abs(p - pos_u), "Read", a) for v, ps in zip(srcs, src_pos) for (s, a), p in zip(v.words, ps)]
         acc += [(s, delay + abs(p - pos_u), "Write", a) for (s, a), p in zip(dst or (), dst_pos)]
+        if unit_mem:
+            acc.append((unit_mem[0][0], 0, unit_mem[0][1], unit_mem[0][2]))
         if not self._mem_ok(acc):  # two accesses that collide whatever the cycle
             raise SchedulingError(f"no cycle found for {what} within {_MAX_WAIT} cycles of {start}")
         # What must be free at t + offset, besides a unit queue: the `after` queues, the MEM queues and banks. No
         # instruction issues before cycle 0.
         waits = [(tl.queue_map(aq), off) for aq, off, _ in after] + self._mem_waits(acc)
+        waits += [(tl.bank_map(s, a), tl._bank_use(s, 0, m, a)[3]) for s, m, a in unit_mem[1:]]
         t = max(t, 0, *(-off for _, off, _ in after), *(-off for _, off, _, _ in acc))
         unit_maps = [tl.queue_map(q) for q in queues]
         ports = [port(q) for q in queues] if port is not None else None
@@ -308,6 +314,8 @@ class Builder:
                     self._link(ri, -1, int(v.writers[b]))
                 reads.append((ri, d * S + base + b))
         ui = self._put(q, t, make(q, [groups[k] for k in fields], _stream(out_dir, dbase)))
+        for s, m, a in unit_mem:
+            tl.reserve(tl._bank_use(s, t, m, a))
         for ri, sid in reads:
             self._link(ui, sid, ri)
         emitter = ui

@@ -75,6 +75,9 @@ def _timing(cfg, ins: isa.Instruction):
         w_in, w_out = dtype_by_name(t1).width, dtype_by_name(t2).width
         em.append((0, w_out, cfg.delay(isa.vxm_delay_class(op, t1))))
         rd += [(1 + j, w_in if not (op == "requant" and j == 1) else 4) for j in range(len(ops) - 1)]
+    elif m == "Gather":
+        em.append((0, 1, cfg.delay("Gather")))
+        rd.append((1, 2))
     elif m not in ("NOP", "Repeat", "IW"):
         return None
     return em, rd
@@ -196,7 +199,7 @@ def check_schedule(sched: Schedule) -> None:
     words, bank_words, d_write = cfg.mem_words, cfg.bank_words, cfg.delay("Write")
     for i, p in enumerate(instrs):
         s = slice_of.get(p.queue)
-        if s is None:
+        if s is None or p.ins.mnemonic not in ("Read", "Write"):  # a Gather's banks are data (the builder's)
             continue
         a = p.ins.operands[0]
         if not 0 <= a < words:

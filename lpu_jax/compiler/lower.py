@@ -21,10 +21,16 @@ import jax
 import numpy as np
 
 from .. import fpmath
+from ..kernels.gemm import _blocks
+from . import tiles
 from .builder import Builder, Vec
 
 __all__ = ["LoweringError", "Val", "Lowering"]
 
+_LAYOUT_PRIMS = (
+    "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "dynamic_slice", "gather",
+    "concatenate", "rev",
+)
 _F = {"float32": "f32", "float16": "f16", "int8": "i8", "int32": "i32", "uint8": "u8", "int16": "i16"}
 
 
@@ -132,6 +138,7 @@ class Lowering:
         self._consts: dict = {}
         self._weights: dict = {}
         self._params: dict = {}
+        self.zero_words: dict = {}  # slice -> tiles.Row: a zero byte word in that slice
         self.source = ""
 
     # ------------------------------------------------------------------ names, constants, parameters
@@ -141,6 +148,10 @@ class Lowering:
 
     def err(self, msg: str) -> LoweringError:
         return LoweringError(f"{msg} (at {self.source})")
+
+    @staticmethod
+    def const_val(c) -> Val:
+        return _const(c)
 
     def on_chip(self, v: Val) -> Val:
         """The value in MEM: constants as splat vectors or rows (role const), parameters as rows (role param)."""
@@ -220,13 +231,15 @@ class Lowering:
                 outs = eqn.primitive.bind(*[v.const for v in ins], **p)
             outs = outs if eqn.primitive.multiple_results else [outs]
             return [_const(o) for o in outs]
-        # layout-only ops on parameters stay parameters (a relayout is placement, not computation)
+        # layout-only ops on parameters (constant indices) stay parameters: a relayout is placement, not computation
         if (
-            prim in ("reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim")
+            prim in _LAYOUT_PRIMS
             and ins[0].param is not None
             and ins[0].tensor is None
+            and all(v.is_const for v in ins[1:])
         ):
-            out = eqn.primitive.bind(ins[0].const, **p)
+            with jax.default_device(jax.devices("cpu")[0]):
+                out = eqn.primitive.bind(ins[0].const, *[v.const for v in ins[1:]], **p)
             return [Val(None, tuple(out.shape), ins[0].dtype, const=np.asarray(out), param=f"{ins[0].param}.{prim}")]
         handler = getattr(self, "p_" + prim, None)
         if handler is None:
@@ -260,11 +273,13 @@ class Lowering:
         one with lane axes), and a replicated operand meets it by reading its one vector for every tile."""
         ins = [self.on_chip(v) for v in ins]
         shape = tuple(int(d) for d in (shape if shape is not None else max((v.shape for v in ins), key=len)))
-        fulls = [v for v in ins if v.lanes == "full"]
+        fulls = sorted((v for v in ins if v.lanes == "full"), key=lambda v: v.shape != shape)  # stable
         laned = [v for v in ins if v.lanes == "rep" and v.ld is not None and v.shape == shape]
         ld, nl = (fulls[0].ld, fulls[0].nl) if fulls else (laned[0].ld, laned[0].nl) if laned else (None, 1)
         fixed = []
         for v in ins:
+            if v.shape and v.shape != shape and len(v.shape) == len(shape):  # size-1 axes broadcast
+                v = self.broadcast(v, shape, tuple(range(len(shape))))
             rows = rows_for(v, shape, ld, nl)
             if rows is None and v.lanes == "full" and v.shape == shape:
                 v = self.lanes_to_rows(v, ld, nl)
@@ -481,6 +496,20 @@ class Lowering:
     def p_copy(self, eqn, x):
         return x
 
+    def p_transpose(self, eqn, x):
+        """A view: the axes permuted. Lane axes stay lanes (a full value may end up transposed: lanes not last)."""
+        perm = tuple(eqn.params["permutation"])
+        x = self.on_chip(x)
+        shape = tuple(x.shape[i] for i in perm)
+        rf = x.rows_full().transpose(perm)
+        if x.ld is None:
+            return dataclasses.replace(x, shape=shape, rows=rf)
+        new = [perm.index(i) for i in x.lane_axes]
+        if new != list(range(new[0], new[0] + x.nl)):
+            raise self.err(f"transpose {perm} of a {x.shape} value reorders its lane axes (not supported)")
+        rows = rf.reshape([d for i, d in enumerate(rf.shape) if i not in new])
+        return dataclasses.replace(x, shape=shape, rows=rows, ld=new[0])
+
     # ------------------------------------------------------------------ reductions
     def p_reduce_sum(self, eqn, x):
         return self.reduce(eqn, x, "add")
@@ -654,17 +683,6 @@ class Lowering:
         (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
         pet = eqn.params.get("preferred_element_type")
         out_dt = _F.get(str(eqn.outvars[0].aval.dtype))
-        if lb or rb:
-            raise self.err(
-                "dot_general with batch dimensions (attention between two computed tensors) is not supported yet"
-            )
-        if w.param is None or w.tensor is not None:
-            raise self.err("the right operand of a matrix product must be a parameter (weights in MEM)")
-        if tuple(lc) != (len(x.shape) - 1,) or len(w.shape) != 2 or tuple(rc) not in ((0,), (1,)):
-            raise self.err(f"dot_general {x.shape} x {w.shape} contracting {lc}, {rc} is not supported")
-        wv = np.asarray(w.const)
-        if tuple(rc) == (1,):
-            wv = wv.T
         kinds = (x.dtype, w.dtype, out_dt)
         if kinds == ("i8", "i8", "i32"):
             f16 = False
@@ -675,9 +693,26 @@ class Lowering:
                 f"matrix product {kinds[0]} x {kinds[1]} -> {kinds[2]} is not supported (int8 x int8 -> "
                 f"int32 or float16 x float16 -> float32; preferred_element_type={pet})"
             )
-        x = self.on_chip(x)
-        if x.lanes != "full":
-            raise self.err("the left operand of a matrix product must be a full tensor")
+        dims = (tuple(lc), tuple(rc), tuple(lb), tuple(rb))
+        if lb or rb:
+            if dims == ((2,), (2,), (1,), (1,)) and len(x.shape) == len(w.shape) == 3:
+                return self.attention_scores(x, w, f16, out_dt)
+            if dims == ((0,), (2,), (1,), (0,)) and len(x.shape) == len(w.shape) == 3:
+                return self.attention_context(x, w, f16, out_dt)
+            raise self.err(
+                f"dot_general {x.shape} x {w.shape} with dimension numbers {dims} is not supported (with batch "
+                "dimensions: attention's einsums qhd,khd->hqk and hqk,khd->qhd)"
+            )
+        if w.param is None or w.tensor is not None:
+            raise self.err("the right operand of a matrix product must be a parameter (weights in MEM)")
+        if tuple(lc) != (len(x.shape) - 1,) or len(w.shape) != 2 or tuple(rc) not in ((0,), (1,)):
+            raise self.err(f"dot_general {x.shape} x {w.shape} contracting {lc}, {rc} is not supported")
+        wv = np.asarray(w.const)
+        if tuple(rc) == (1,):
+            wv = wv.T
+        x = self.natural(self.on_chip(x))
+        if x.lanes != "full" or x.nl != 1:
+            raise self.err("the left operand of a matrix product must be a full tensor with its last axis on lanes")
         if f16:
             x = self.mask_padding(x, 0.0)
         key = (w.param, rc)
@@ -696,6 +731,229 @@ class Lowering:
         out = self.new_full(shape, out_dt, clean=True)
         a_rows = np.asarray(x.rows).reshape(-1)
         self.b.matmul(x.tensor, wname, out.tensor, f16, f"matmul at {self.source}", a_rows=a_rows)
+        return out
+
+    # ------------------------------------------------------------------ attention
+    def _heads(self, v: Val, f16: bool, what: str) -> tuple:
+        """(T, H, dh) of a value [T, H, dh] whose heads split its lanes; every head inside one MXM K tile."""
+        v = self.on_chip(v)
+        if v.lanes != "full" or (v.ld, v.nl) != (1, 2):
+            raise self.err(f"{what} {v.shape} must be a [T, D] tensor split into heads along its lanes")
+        T, H, dh = v.shape
+        kd = self.cfg.n_lanes // 2 if f16 else self.cfg.n_lanes
+        if kd % dh:
+            raise self.err(f"head size {dh} does not divide the MXM depth {kd}: a head would straddle two K tiles")
+        return v, T, H, dh
+
+    def transposed_rows(self, v: Val, R: int, what: str) -> str:
+        """The tensor Y [width, R] = (v's rows 0..R-1)^T (cached per value)."""
+        key = ("T", v.tensor, np.asarray(v.rows).tobytes())
+        if key not in self._consts:
+            self.b.begin("transpose", self.source, shape=(R, v.width))
+            rows = np.asarray(v.rows).reshape(-1)
+            self._consts[key] = tiles.transpose(
+                self, lambda i, J: self.b.vec(v.tensor, int(rows[i]), J), R, v.width, v.dtype, f"{what} at {self.source}"
+            )
+        return self._consts[key]
+
+    def attention_scores(self, q: Val, k: Val, f16: bool, out_dt: str) -> Val:
+        """s[h, i, j] = q[i, h, :] . k[j, h, :], kept transposed: rows (h, j), lanes i (the softmax over j then
+        combines whole vectors). Per head, the MXM holds Q^T's rows of that head (the other rows zero) and the
+        key rows stream through it."""
+        q, Tq, H, dh = self._heads(q, f16, "the queries")
+        k, Tk, H2, dh2 = self._heads(k, f16, "the keys")
+        if (H2, dh2) != (H, dh):
+            raise self.err(f"queries {q.shape} and keys {k.shape} have different heads")
+        if f16:
+            k = self.mask_padding(k, 0.0)  # 0 x (garbage) would be NaN for a non-finite fp16 pattern
+        cfg, b, L = self.cfg, self.b, self.cfg.n_lanes
+        kd = L // 2 if f16 else L
+        w = 2 if f16 else 1
+        qt = self.transposed_rows(q, Tq, "queries^T")
+        b.begin("matmul", self.source, shape=(H * Tk, dh, Tq), dtype="f16" if f16 else "i8", attention="scores")
+        out = self.new_full((H, Tq, Tk), out_dt, clean=not f16, ld=1)
+        units = []
+        for h in range(H):
+            tile, off = divmod(h * dh, L)
+            half, r_in = divmod(off, kd)
+            for n in range(math.ceil(Tq / L)):
+                wrows = [None] * L
+                for d in range(dh):
+                    for bp, row in enumerate(tiles.byte_rows(b.vec(qt, h * dh + d, n))):
+                        wrows[(r_in + d) * w + bp] = row
+                for m0, m1 in _blocks(Tk, cfg.mxm_acc_rows):
+                    avecs = [self.vec(k, (j,), tile) for j in range(m0, m1)]
+                    outs = [(out.tensor, int(out.rows[h, j]), n) for j in range(m0, m1)]
+                    units.append(([(wrows, half, avecs)], outs))
+        tiles.mxm_pass(self, units, f16, f"attention scores at {self.source}")
+        return out
+
+    def attention_context(self, v: Val, p: Val, f16: bool, out_dt: str) -> Val:
+        """c[h, d, i] = sum_j v[j, h, d] p[h, i, j], with p in the scores' transposed layout (rows (h, j), lanes
+        i): per head, the MXM holds p's rows of that head (keys along the K axis, the other rows zero) and V^T's
+        rows of that head stream through it. The result has rows (h, d) and lanes i."""
+        v, Tk, H, dh = self._heads(v, f16, "the values")
+        p = self.on_chip(p)
+        if p.lanes != "full" or (p.ld, p.nl) != (1, 1) or p.shape[0] != H or p.shape[2] != Tk:
+            raise self.err(
+                f"attention probabilities {p.shape} must come from the compiler's attention scores (rows "
+                "(head, key), lanes query)"
+            )
+        Tq = p.shape[1]
+        cfg, b, L = self.cfg, self.b, self.cfg.n_lanes
+        kd = L // 2 if f16 else L
+        w = 2 if f16 else 1
+        vt = self.transposed_rows(v, Tk, "values^T")
+        b.begin("matmul", self.source, shape=(H * dh, Tk, Tq), dtype="f16" if f16 else "i8", attention="context")
+        out = self.new_full((H, dh, Tq), out_dt, clean=False)
+        units = []
+        for h in range(H):
+            for n in range(math.ceil(Tq / L)):
+                wtiles = []
+                for kt in range(math.ceil(Tk / kd)):
+                    wrows = [None] * L
+                    for j in range(kt * kd, min(Tk, (kt + 1) * kd)):
+                        for bp, row in enumerate(tiles.byte_rows(b.vec(p.tensor, int(p.rows[h, j]), n))):
+                            wrows[(j - kt * kd) * w + bp] = row
+                    wtiles.append((wrows, *divmod(kt, 2)) if f16 else (wrows, kt, 0))
+                for m0, m1 in _blocks(dh, cfg.mxm_acc_rows):
+                    ksteps = [(wr, half, [b.vec(vt, h * dh + d, tile) for d in range(m0, m1)]) for wr, tile, half in wtiles]
+                    outs = [(out.tensor, int(out.rows[h, d]), n) for d in range(m0, m1)]
+                    units.append((ksteps, outs))
+        tiles.mxm_pass(self, units, f16, f"attention context at {self.source}")
+        return out
+
+    def natural(self, x: Val) -> Val:
+        """x [A, B] held transposed (lanes A, rows B) brought to the natural layout by a transpose on the chip."""
+        if x.lanes != "full" or x.natural:
+            return x
+        if x.nl != 1 or len(x.shape) != 2 or x.ld != 0:
+            raise self.err(f"a {x.shape} value with lane axes {x.lane_axes} cannot be brought to rows x lanes")
+        A, B = x.shape
+        y = self.transposed_rows(x, B, "relayout")
+        return Val(y, (A, B), x.dtype, np.arange(A), "full", clean=True)
+
+    def lanes_to_rows(self, v: Val, ld: int | None, nl: int) -> Val:
+        """A full value used where its lane axis indexes rows (a key bias added to transposed attention scores):
+        every (row, lane) of it that is used becomes a vector with that number in every lane (an SXM Permute
+        with an all-equal lane map, byte by byte). Returns a replicated value with lane axes (ld, nl)."""
+        lanes = set() if ld is None else set(range(ld, ld + nl))
+        if v.nl != 1 or v.ld in lanes:
+            raise self.err(f"a {v.shape} operand would need a transposition to meet the other operands' layout")
+        a = v.ld
+        rf = np.broadcast_to(v.rows_full(), tuple(1 if i == a else d for i, d in enumerate(v.shape)))
+        for i in sorted(lanes):
+            if np.any(rf != np.take(rf, [0], axis=i)):
+                raise self.err(f"a {v.shape} operand differs along the lanes of the other operands' layout")
+            rf = np.take(rf, [0], axis=i)
+        lane_idx = np.arange(v.shape[a]).reshape([-1 if i == a else 1 for i in range(len(v.shape))])
+        shp = np.broadcast_shapes(rf.shape, lane_idx.shape)
+        pairs = np.stack([np.broadcast_to(rf, shp), np.broadcast_to(lane_idx, shp)], -1)
+        keep = [i for i in range(len(v.shape)) if i not in lanes]
+        pairs = pairs.reshape([shp[i] for i in keep] + [2])
+        uniq, inv = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
+        key = ("rows", v.tensor, uniq.tobytes())
+        if key not in self._consts:
+            L, b = self.cfg.n_lanes, self.b
+            maps = self.on_chip(self.const_val(np.repeat(np.arange(L, dtype=np.int16)[:, None], L, 1)))
+            b.begin("lanes_to_rows", self.source)
+            rep = self.new_rep((len(uniq),), v.dtype, ld=None)
+            for i, (r, j) in enumerate(uniq):
+                src = b.vec(v.tensor, int(r), int(j) // L)
+                words = b.out_words(rep.tensor, i, 0)
+                writes, end = [], 0
+                for bp in range(len(src.words)):
+                    one = Vec([src.words[bp]], src.ready, src.writers[bp : bp + 1])
+                    _, _, ws, e = b.sxm("Permute", one, b.vec(maps.tensor, int(j) % L, 0), 0, [words[bp]], "lanes to rows")
+                    writes += ws
+                    end = max(end, e)
+                b.done(rep.tensor, i, 0, end, writes)
+            self._consts[key] = rep.tensor
+        rows = inv.reshape(pairs.shape[:-1])
+        return Val(self._consts[key], v.shape, v.dtype, rows, "rep", ld=ld, nl=nl)
+
+    # ------------------------------------------------------------------ embedding lookups
+    def p_gather(self, eqn, table, idx):
+        """table[ids] for a parameter table [V, D] and int32 ids [N] (jnp.take(table, ids, axis=0, mode="clip")):
+        per id, a vector with the id in every lane (`lanes_to_rows`), clamped to [0, V - 1] and turned into the
+        row's address in each chunk of the table (`tiles.alloc_table`) by VXM int32 arithmetic; its low two bytes
+        are the lane map of one MEM Gather per byte plane and lane tile. Chunks OR together (the others read a
+        zero word)."""
+        dn, sizes = eqn.params["dimension_numbers"], tuple(eqn.params["slice_sizes"])
+        mode = str(eqn.params["mode"])
+        ok = (
+            table.param is not None
+            and table.tensor is None
+            and len(table.shape) == 2
+            and tuple(dn.offset_dims) == (1,)
+            and tuple(dn.collapsed_slice_dims) == (0,)
+            and tuple(dn.start_index_map) == (0,)
+            and sizes == (1, table.shape[1])
+            and idx.dtype == "i32"
+            and len(idx.shape) == 2
+            and idx.shape[1] == 1
+        )
+        if not ok:
+            raise self.err("gather is supported as an embedding lookup only: jnp.take(table, ids, axis=0) of a "
+                           "parameter table [V, D] with int32 ids [N]")
+        if "CLIP" not in mode and "PROMISE" not in mode:
+            raise self.err(f"gather mode {mode} is not supported (use mode='clip': out-of-range ids clamp)")
+        V, D = table.shape
+        N = idx.shape[0]
+        b, cfg = self.b, self.cfg
+        idx = self.on_chip(idx)
+        if idx.lanes != "full" or idx.ld != 0:
+            raise self.err("the ids of an embedding lookup must be one vector of int32 (lanes along the ids)")
+        ids = self.lanes_to_rows(idx, 1, 1)  # [N, 1]: row n holds id n in every lane
+        key = ("table", table.param)
+        if key not in self._weights:
+            self._weights[key] = tiles.alloc_table(self, table.param, np.asarray(table.const))
+        chunks = self._weights[key]
+        dt = _F[str(np.asarray(table.const).dtype)]
+        b.begin("gather", self.source, rows=N, chunks=len(chunks))
+        out = self.new_full((N, D), dt, clean=True)
+        T, w = self.tiles(out), len(b.out_words(out.tensor, 0, 0))
+        i32 = lambda x: self.on_chip(self.const_val(np.int32(x))).tensor  # noqa: E731
+        lo, hi = (0, 1) if cfg.group_byte_order == "little" else (2, 3)
+        for n in range(N):
+            v = self.vec(ids, (n,), 0)
+            v = self._vxm_new("max.i32", [v, b.vec(i32(0), 0, 0)], "ids clamp")
+            v = self._vxm_new("min.i32", [v, b.vec(i32(V - 1), 0, 0)], "ids clamp")
+            parts = []  # per chunk: [tile][byte] -> Vec of the gathered byte
+            for tname, r0, rows, a0 in chunks:
+                a = self._vxm_new("add.i32", [v, b.vec(i32(a0 + 1 - r0), 0, 0)], "row address")
+                if r0 > 0 or r0 + rows < V:  # ids outside this chunk read one of its zero words
+                    a = self._vxm_new("max.i32", [a, b.vec(i32(a0), 0, 0)], "row address clamp")
+                    a = self._vxm_new("min.i32", [a, b.vec(i32(a0 + rows + 1), 0, 0)], "row address clamp")
+                amap = Vec([a.words[lo], a.words[hi]], a.ready, a.writers[lo : hi + 1])
+                lay = b.sched.tensors[tname].layout
+                banks = sorted({a0 // cfg.bank_words * cfg.bank_words, (a0 + rows + 1) // cfg.bank_words * cfg.bank_words})
+                got = []
+                for t in range(T):
+                    row = []
+                    for bp in range(w):
+                        ss = int(lay.slice[0, t, bp])
+                        if len(chunks) == 1:
+                            dst = [b.out_words(out.tensor, n, t)[bp]]
+                        else:
+                            dst = b.out_words(self._scratch("i8"), 0, 0)
+                        _, _, ws, end = tiles.gather_job(self, ss, amap, dst, banks, f"gather at {self.source}")
+                        if len(chunks) == 1:
+                            tiles.byte_done(b, out.tensor, n, t, bp, end, ws[0])
+                        row.append(Vec(dst, end, ws))
+                    got.append(row)
+                parts.append(got)
+            if len(chunks) > 1:
+                for t in range(T):
+                    for bp in range(w):
+                        vs = [pt[t][bp] for pt in parts]
+                        while len(vs) > 2:
+                            vs = [self._vxm_new("or.u8", vs[i : i + 2], "chunk merge") if i + 1 < len(vs) else vs[i]
+                                  for i in range(0, len(vs), 2)]
+                        dst = [b.out_words(out.tensor, n, t)[bp]]
+                        mn = "or.u8" if len(vs) == 2 else "mov.u8"
+                        _, _, ws, end = b.vxm(mn, vs, dst, f"gather merge at {self.source}")
+                        tiles.byte_done(b, out.tensor, n, t, bp, end, ws[0])
         return out
 
     # ------------------------------------------------------------------ outputs

@@ -1,0 +1,270 @@
+"""Tile-level chip work built from jobs: transposes, and MXM passes whose weights are computed tensors.
+
+Transpose (Y = X^T, one byte plane at a time; the algorithm of `kernels/transpose.py`). For each L x L tile of X:
+  1. rotate:  A[i] = Rotate.down(X[i], i)            one SXM job per row i of the tile, into a scratch tile;
+  2. gather:  B[r][l] = A[(r - l) mod L][l]          a MEM Gather on the scratch slice per output row r, lane l
+                                                     reading scratch row (r - l) mod L (a constant map);
+  3. permute: Y[r][j] = B[r][(r - j) mod L]          one SXM Permute per output row (a constant lane map).
+so Y[r][j] = X[j][r]. The scratch tile is one slice, one SRAM bank, zero in the MEM image: rows of the tile
+beyond X's last row are never written and stay zero, so Y's padding lanes are zero. The output rows are spread
+over many slices, so that an MXM weight load (LW) can take many consecutive rows in one cycle.
+
+MXM passes (`mxm_pass`): the weight-stationary schedule of `Builder.matmul` for weight tiles given row by row,
+each byte row a word of a computed tensor or a zero word: attention multiplies by Q^T per head (the other rows
+zero) and by the softmax probabilities.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from .. import isa
+from ..isa import Instruction as I
+from ..mxm import abc_latency
+from .builder import SchedulingError, Vec
+
+__all__ = ["Row", "alloc_table", "gather_job", "mxm_pass", "transpose", "zero_word"]
+
+
+class Row:
+    """One byte row of a weight tile: a MEM word, the cycle from which it can be read, and its writer."""
+
+    __slots__ = ("slice", "addr", "ready", "writer")
+
+    def __init__(self, s, a, ready=0, writer=-1):
+        self.slice, self.addr, self.ready, self.writer = int(s), int(a), int(ready), int(writer)
+
+
+def byte_rows(v: Vec) -> list[Row]:
+    return [Row(s, a, v.ready, v.writers[b] if b < len(v.writers) else -1) for b, (s, a) in enumerate(v.words)]
+
+
+def zero_word(low, avoid: set) -> Row:
+    """A zero byte word (a constant) in a slice not in `avoid` (one per slice, made when first needed)."""
+    b = low.b
+    pool = low.zero_words
+    for s, row in pool.items():
+        if s not in avoid:
+            return row
+    t = low.name("zero")
+    b.alloc(t, (1, low.cfg.n_lanes), "i8", "const", np.zeros((1, low.cfg.n_lanes), np.int8), avoid=avoid)
+    (s, a), = b.out_words(t, 0, 0)
+    if s in avoid:
+        raise SchedulingError("no slice is left for a zero word of a weight tile")
+    pool[s] = Row(s, a)
+    return pool[s]
+
+
+# ---------------------------------------------------------------------------------------------- gathers
+def gather_job(low, ss: int, map_vec: Vec, dst, addrs, what: str, t0: int = 0):
+    """One MEM `Gather` on slice ss (lane l reads the word at map[l], the uint16 on the map's 2-stream group)
+    into the words `dst`; `addrs`: an address in every SRAM bank the lanes may read (each is reserved). The
+    slice's one output port must not take a Read's result in the cycle the gather's lands (d(Gather) may exceed
+    d(Read)), so the queue idles (NOP) in the cycle such a Read would issue. Returns `Builder.job`'s tuple."""
+    b, cfg = low.b, low.cfg
+    extra = cfg.delay("Gather") - cfg.delay("Read")
+    if extra < 0:
+        raise SchedulingError(f"{what}: a Gather faster than a Read (d(Gather) < d(Read)) is not supported")
+    q = f"MEM.{cfg.mem_names[ss]}"
+    out = b.job(
+        [q],
+        int(b.pos_mem[ss]),
+        [map_vec],
+        dst,
+        cfg.delay("Gather"),
+        lambda q_, sb, db: I("Gather", (db, sb[0])),
+        what=what,
+        t0=t0,
+        occupancy=1 + extra,
+        unit_mem=[(ss, "Gather", a) for a in addrs],
+    )
+    if extra:
+        b._put(q, out[0] + extra, I("NOP", (1,)))
+    return out
+
+
+def alloc_table(low, name: str, value: np.ndarray) -> list[tuple[str, int, int, int]]:
+    """Place a lookup table [V, D] (a parameter) for gathers: rows in chunks, each chunk's byte planes of every
+    lane tile in slices of their own, all at the same addresses: a zero word, the chunk's rows, a zero word (a
+    clamped address outside the chunk reads zero). Returns [(tensor, first row, rows, address of the first
+    zero word)] per chunk."""
+    from ..dtypes import dtype_by_name
+    from ..kernels.layout import TensorLayout
+    from .schedule import TensorInfo
+
+    cfg, b = low.cfg, low.b
+    V, D = value.shape
+    dt = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16", np.dtype(np.int8): "i8"}[value.dtype]
+    w, T = dtype_by_name(dt).width, math.ceil(D / cfg.n_lanes)
+    chunks, r0, taken = [], 0, set()
+    while r0 < V:
+        # the emptiest slices, alternating between the hemispheres (the table must not fill one of them)
+        by_side = [sorted((s for s in side if s not in taken), key=lambda s: b.next_addr[s]) for side in b.sides]
+        free = [s for pair in itertools.zip_longest(*by_side) for s in pair if s is not None][: T * w]
+        a0 = int(max(b.next_addr[free])) if len(free) == T * w else cfg.mem_words
+        n = min(V - r0, cfg.mem_words - a0 - 2)
+        if n < 1:
+            b._capacity(name, (V - r0 + 2) * T * w)
+        sl = np.broadcast_to(np.asarray(free, np.int32).reshape(1, T, w), (n + 2, T, w)).copy()
+        ad = np.broadcast_to((a0 + np.arange(n + 2, dtype=np.int32))[:, None, None], (n + 2, T, w)).copy()
+        rows = np.zeros((n + 2, D), value.dtype)
+        rows[1:-1] = value[r0 : r0 + n]
+        t = low.name(f"{name}_rows{r0}_")
+        b.sched.tensors[t] = TensorInfo(t, TensorLayout((n + 2, D), dt, sl, ad), "param", rows, (n + 2, D))
+        b.ready[t] = np.zeros((n + 2, T), np.int64)
+        b.writer[t] = np.full((n + 2, T, w), -1, np.int64)
+        b.next_addr[free] = a0 + n + 2
+        taken.update(int(s) for s in free)
+        chunks.append((t, r0, n, a0))
+        r0 += n
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------- transpose
+def transpose(low, row_vec, R: int, C: int, dtype: str, what: str) -> str:
+    """Y [C, R] = X^T for X [R, C] of `dtype`, where row_vec(i, J) is the Vec of X row i, lane tile J. Returns the
+    new tensor's name (its rows spread over slice groups, all bytes of a row in one hemisphere)."""
+    cfg, b = low.cfg, low.b
+    L = cfg.n_lanes
+    w = {"i8": 1, "u8": 1, "f16": 2, "i16": 2, "f32": 4, "i32": 4}[dtype]
+    Ti, Tj = math.ceil(R / L), math.ceil(C / L)
+    groups = max(1, min(cfg.n_streams // 2, len(b.sides[0]) // w))
+    y = low.name("tr")
+    b.alloc(y, (C, R), dtype, "temp", groups=groups)
+    pmap = low.on_chip(low.const_val(((np.arange(L)[:, None] - np.arange(L)[None, :]) % L).astype(np.int16)))
+    for Ii in range(Ti):
+        for J in range(Tj):
+            rows_out = min(L, C - J * L)
+            for bp in range(w):
+                # 1. rotate the tile's rows into a zero scratch tile (one slice, one bank)
+                sc = low.name("scratch")
+                info = b.alloc(sc, (L, L), "i8", "const", np.zeros((L, L), np.int8), groups=1, one_bank=True)
+                ss, base = int(info.layout.slice[0, 0, 0]), int(info.layout.addr[0, 0, 0])
+                ready, last = 0, -1
+                for i in range(min(L, R - Ii * L)):
+                    v = row_vec(Ii * L + i, J)
+                    one = Vec([v.words[bp]], v.ready, v.writers[bp : bp + 1])
+                    _, _, ws, end = b.sxm("Rotate.down", one, None, i, b.out_words(sc, i, 0), f"{what} (rotate)")
+                    if end > ready:
+                        ready, last = end, ws[0]
+                # 2. gather each output row into B, 3. permute it into Y
+                r0 = np.arange(rows_out)
+                gvals = (base + (r0[:, None] - np.arange(L)[None, :]) % L).astype(np.int16)
+                gmap = low.on_chip(low.const_val(gvals))
+                bt = low.name("gath")
+                b.alloc(bt, (rows_out, L), "i8", "temp")
+                for r in range(rows_out):
+                    _, gi, ws, end = gather_job(
+                        low, ss, b.vec(gmap.tensor, r, 0), b.out_words(bt, r, 0), [base], f"{what} (gather)", ready
+                    )
+                    if last >= 0:
+                        b._link(gi, -1, last)
+                    b.done(bt, r, 0, end, ws)
+                    words = b.out_words(y, J * L + r, Ii)
+                    _, _, ws, end = b.sxm(
+                        "Permute", b.vec(bt, r, 0), b.vec(pmap.tensor, r, 0), 0, [words[bp]], f"{what} (permute)"
+                    )
+                    byte_done(b, y, J * L + r, Ii, bp, end, ws[0])
+    return y
+
+
+def byte_done(b, name: str, r: int, t: int, bp: int, end: int, write: int) -> None:
+    """Byte plane bp of vector (r, t) written (byte 0 first): the vector is ready when its last byte is."""
+    writers = b.writer[name][r, t].copy()
+    writers[bp] = write
+    b.done(name, r, t, end if bp == 0 else max(end, int(b.ready[name][r, t])), writers)
+
+
+# ---------------------------------------------------------------------------------------------- MXM passes
+def mxm_pass(low, units, f16: bool, what: str) -> None:
+    """Weight-stationary MXM work. units: [(ksteps, outs)], one accumulator pass each: ksteps [(wrows, half,
+    avecs)] in accumulation order, wrows the tile's L byte rows (`Row`, or None for a zero row), half the fp16 lane half of the
+    activations, avecs the activation Vec of every output row; outs [(tensor, row, tile)] the output rows, written
+    when the last k step emits them. Units go round-robin to the planes; on a plane, the next tile's weights load
+    while the current one computes (across passes too)."""
+    b = low.b
+    cfg, tl = b.cfg, b.res.tl
+    lat, d_acc, d_iw = abc_latency(cfg), cfg.delay("mxm.acc"), cfg.delay("mxm.iw")
+    occ = isa.occupancy("ABC.f16" if f16 else "ABC.i8")
+    chunk = cfg.n_streams // 2
+    for ksteps, outs in units:
+        p = b.next_plane()
+        pos_p = int(b.pos_plane[p])
+        last_abc, lw_t = b.plane_abc_free[p] - 1, b.plane_lw_free[p]
+        t = 0
+        for kk, (wrows, half, avecs) in enumerate(ksteps):
+            lw_end = _load_rows(low, p, wrows, lw_t, chunk, what)
+            t_iw = max(lw_end + 1, last_abc + 1 - d_iw)
+            while not tl.free(f"MXM.{p}.W", t_iw):
+                t_iw += 1
+            b._put(f"MXM.{p}.W", t_iw, I("IW", ()))
+            t = t_iw + d_iw
+            last = kk == len(ksteps) - 1
+            mode = (isa.ACC_ADD if kk else 0) | (isa.ACC_EMIT if last else 0)
+            for m, av in enumerate(avecs):
+
+                def acc(dg, row=m, mode=mode):
+                    return I("ACC.f32" if f16 else "ACC.i32", (row, mode, dg))
+
+                def abc(q, sb, db, half=half):
+                    return I("ABC.f16", (sb[0], half)) if f16 else I("ABC.i8", (sb[0],))
+
+                name, r, tile = outs[m]
+                t, _, ws, end = b.job(
+                    [f"MXM.{p}.A"],
+                    pos_p,
+                    [av],
+                    b.out_words(name, r, tile) if last else None,
+                    lat + d_acc,
+                    abc,
+                    what=what,
+                    t0=t,
+                    occupancy=occ,
+                    after=[(f"MXM.{p}.C", lat, acc)],
+                    emit_dir=1 - cfg.plane_in_dir(p),
+                )
+                if last:
+                    b.done(name, r, tile, end, ws)
+                last_abc = t
+                t += occ
+            lw_t = t_iw + 1
+        b.plane_abc_free[p] = last_abc + 1
+        b.plane_lw_free[p] = lw_t
+
+
+def _load_rows(low, p, wrows: list, t: int, chunk: int, what: str) -> int:
+    """LW the L byte rows into plane p from cycle t: runs of consecutive rows from distinct slices (at most
+    `chunk`; a zero row reads a zero word from a slice the run does not use), one LW each; returns the last LW's
+    cycle."""
+    b = low.b
+    r0 = 0
+    L = len(wrows)
+    while r0 < L:
+        rows, used = [], set()
+        while r0 + len(rows) < L and len(rows) < chunk:
+            w = wrows[r0 + len(rows)]
+            if w is None:
+                w = zero_word(low, used)
+            elif w.slice in used:
+                break
+            used.add(w.slice)
+            rows.append(w)
+        k = len(rows)
+        src = Vec([(w.slice, w.addr) for w in rows], max(w.ready for w in rows), [w.writer for w in rows])
+        t, _, _, _ = b.job(
+            [f"MXM.{p}.W"],
+            int(b.pos_plane[p]),
+            [src],
+            None,
+            0,
+            lambda q, sb, db, r0=r0, k=k: I("LW", (r0, sb[0], k)),
+            what=f"weight load of {what}",
+            t0=t,
+            align=False,
+        )
+        t += 1
+        r0 += k
+    return t - 1
