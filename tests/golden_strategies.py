@@ -1,0 +1,290 @@
+"""Hypothesis strategies for the differential test of the golden interpreter (tests/test_golden.py).
+
+`cases(cfg)` draws `(program, mem)`: a random program that `isa.validate(cfg, ...)` accepts, dense enough in time
+that data really flows between units, and a random SRAM image. Every instruction of every unit can appear:
+  ICU  NOP, Repeat (with strides), Sync, Notify
+  MEM  Read, Write, Gather, Scatter
+  VXM  every op of `isa.VXM_OPS` over every element type it takes, `convert.FROM.TO` for all 36 pairs, `requant`
+  MXM  LW, IW, ABC.i8, ABC.f16 (both halves), ACC.i32, ACC.f32 (all four modes)
+  SXM  Shift.up/down, Rotate.up/down, Permute, Distribute, Transpose.sg16
+Timing is random (hazards are specified behaviour, and both models must report the same ones), but shaped so that
+the interesting cases are common:
+  * addresses come mostly from a few words at the bottom of each bank (read-after-write, bank conflicts);
+  * a plane's ACC queue is, half of the time, the mirror of its ABC queue shifted by the product latency, so
+    that products meet their ACCs (with the right type, or sometimes the wrong one);
+  * SRAM words are drawn from four byte populations: uniform bytes, small bytes (in-range Gather/Scatter/Permute
+    maps, small fp16 values), "special" bytes (signs, exponent extremes: NaN, inf, subnormal, -0 patterns when
+    combined) and zeros.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from lpu_jax import isa
+from lpu_jax.config import ChipConfig
+
+__all__ = ["cases", "mem_images", "programs"]
+
+_TYPES = ("i8", "u8", "i16", "i32", "f16", "f32")
+_SPECIAL_BYTES = np.array([0x00, 0x80, 0x7F, 0xFF, 0x7C, 0xFC, 0x7E, 0x3F, 0xC0, 0x01, 0x3C, 0xBC, 0x00], np.uint8)
+
+
+def mem_image(cfg: ChipConfig, seed: int) -> np.ndarray:
+    """uint8 [M, mem_words, L]: every word drawn from one of four byte populations."""
+    rng = np.random.default_rng(seed)
+    M, W, L = cfg.n_mem, cfg.mem_words, cfg.n_lanes
+    kind = rng.integers(0, 4, (M, W, 1))
+    uniform = rng.integers(0, 256, (M, W, L), dtype=np.uint8)
+    small = rng.integers(0, 32, (M, W, L), dtype=np.uint8) >> rng.integers(0, 5, (M, W, 1)).astype(np.uint8)
+    special = _SPECIAL_BYTES[rng.integers(0, len(_SPECIAL_BYTES), (M, W, L))]
+    return np.select([kind == 0, kind == 1, kind == 2], [uniform, small, special], 0).astype(np.uint8)
+
+
+def mem_images(cfg: ChipConfig) -> st.SearchStrategy[np.ndarray]:
+    return st.integers(0, 2**32 - 1).map(lambda s: mem_image(cfg, s))
+
+
+def _stream(draw, cfg: ChipConfig, width: int = 1, dirs: str = "EW") -> isa.Stream:
+    """A stream group base: mostly among the first 2 (or 4, or 8) streams of a direction, so that consumers find the
+    data producers put there; sometimes anywhere."""
+    step = width if cfg.group_aligned else 1
+    top = (cfg.n_streams - width) // step
+    hot = draw(st.sampled_from((1, 1, 3, 7, top)))
+    k = draw(st.integers(0, min(top, max(hot // step, 0)))) * step
+    return isa.Stream(draw(st.sampled_from(dirs)), k)
+
+
+def _addr(draw, cfg: ChipConfig) -> int:
+    """Mostly one of the first 4 words of either bank; sometimes anywhere."""
+    if draw(st.integers(0, 3)):
+        return draw(st.sampled_from((0, cfg.bank_words))) + draw(st.integers(0, 3))
+    return draw(st.integers(0, cfg.mem_words - 1))
+
+
+def _mem_ins(draw, cfg: ChipConfig) -> isa.Instruction:
+    m = draw(st.sampled_from(("Read", "Read", "Read", "Write", "Write", "Gather", "Scatter")))
+    if m in ("Read", "Write"):
+        return isa.Instruction(m, (_addr(draw, cfg), _stream(draw, cfg)))
+    return isa.Instruction(m, (_stream(draw, cfg), _stream(draw, cfg, 2)))
+
+
+def _vxm_ins(draw, cfg: ChipConfig) -> isa.Instruction:
+    op = draw(st.sampled_from(sorted(isa.VXM_OPS)))
+    t1 = draw(st.sampled_from(isa.VXM_OPS[op][2]))
+    if op == "convert":
+        t2 = draw(st.sampled_from(_TYPES))
+        mn = f"convert.{t1}.{t2}"
+    elif op == "requant":
+        t2, mn = "i8", "requant.i32"
+    else:
+        t2, mn = t1, f"{op}.{t1}"
+    return isa.Instruction(mn, tuple(_stream(draw, cfg, w) for w in isa.vxm_widths(op, t1, t2)))
+
+
+def _sxm_ins(draw, cfg: ChipConfig, src_dir: str) -> isa.Instruction:
+    """src_dir: mostly the direction that brings data to this SXM slice (westward streams in the west)."""
+    src = src_dir if draw(st.integers(0, 4)) else "EW"
+    choices = ["Shift.up", "Shift.down", "Rotate.up", "Rotate.down", "Permute", "Distribute"]
+    if cfg.lanes_per_superlane == 16 and cfg.n_streams >= 16:
+        choices.append("Transpose.sg16")
+    m = draw(st.sampled_from(choices))
+    if m == "Transpose.sg16":
+        return isa.Instruction(m, (_stream(draw, cfg, 16), _stream(draw, cfg, 16, src)))
+    d, a = _stream(draw, cfg), _stream(draw, cfg, 1, src)
+    if m == "Permute":
+        return isa.Instruction(m, (d, a, _stream(draw, cfg, 2, src)))
+    if m == "Distribute":
+        return isa.Instruction(m, (d, a, _stream(draw, cfg, 1, src)))
+    lps = cfg.lanes_per_superlane
+    n = draw(st.one_of(st.integers(0, cfg.n_lanes - 1), st.sampled_from((0, 1, lps - 1, lps, lps + 1))))
+    return isa.Instruction(m, (d, a, min(n, cfg.n_lanes - 1)))
+
+
+def _plane_dirs(cfg: ChipConfig, plane: int) -> tuple[str, str]:
+    d_in = "EW"[cfg.plane_in_dir(plane)]
+    return d_in, "EW"[1 - cfg.plane_in_dir(plane)]
+
+
+def _lw_iw(draw, cfg: ChipConfig, plane: int) -> isa.Instruction:
+    if draw(st.integers(0, 3)) == 0:
+        return isa.Instruction("IW", ())
+    return _lw(draw, cfg, plane)
+
+
+def _lw(draw, cfg: ChipConfig, plane: int) -> isa.Instruction:
+    d_in, _ = _plane_dirs(cfg, plane)
+    n = draw(st.one_of(st.sampled_from((1, 2, 2, 2, 4)), st.integers(1, min(cfg.n_streams, cfg.n_lanes))))
+    s = isa.Stream(d_in, draw(st.integers(0, min(1, cfg.n_streams - n))))
+    r = draw(st.integers(0, cfg.n_lanes - n))
+    return isa.Instruction("LW", (r, s, n))
+
+
+def _abc(draw, cfg: ChipConfig, plane: int, kind: str | None = None) -> isa.Instruction:
+    d_in, _ = _plane_dirs(cfg, plane)
+    kind = kind or draw(st.sampled_from(("i8", "f16")))
+    near = draw(st.integers(0, 4)) > 0  # mostly streams 0/1, where the streamers put data
+    if kind == "i8":
+        s = isa.Stream(d_in, draw(st.integers(0, 1))) if near else _stream(draw, cfg, 1, d_in)
+        return isa.Instruction("ABC.i8", (s,))
+    s = isa.Stream(d_in, 0) if near else _stream(draw, cfg, 2, d_in)
+    return isa.Instruction("ABC.f16", (s, draw(st.integers(0, 1))))
+
+
+def _acc(draw, cfg: ChipConfig, plane: int, kind: str | None = None) -> isa.Instruction:
+    _, d_out = _plane_dirs(cfg, plane)
+    kind = kind or draw(st.sampled_from(("i32", "f32")))
+    rows = min(cfg.mxm_acc_rows, 4) if draw(st.booleans()) else cfg.mxm_acc_rows
+    return isa.Instruction(
+        f"ACC.{kind}", (draw(st.integers(0, rows - 1)), draw(st.integers(0, 3)), _stream(draw, cfg, 4, d_out))
+    )
+
+
+def _strided_limit(cfg: ChipConfig, ins: isa.Instruction) -> int | None:
+    """Exclusive bound of the field a Repeat stride advances, or None if it has none (isa._stride_limit)."""
+    if ins.mnemonic in ("Read", "Write"):
+        return cfg.mem_words
+    if ins.mnemonic == "LW":
+        return cfg.n_lanes - ins.operands[2] + 1
+    if ins.mnemonic.startswith("ACC."):
+        return cfg.mxm_acc_rows
+    return None
+
+
+def _body(draw, cfg: ChipConfig, make, n_max: int, repeat: bool = True) -> list[isa.Instruction]:
+    """A queue body: unit instructions from `make(draw)` with NOP gaps and Repeats."""
+    out: list[isa.Instruction] = []
+    last, value = None, None  # the most recent unit instruction and its strided field as last issued
+    for _ in range(draw(st.integers(1, n_max))):
+        gap = draw(st.sampled_from((0, 0, 0, 1, 1, 2, 3, 5)))
+        if gap:
+            out.append(isa.Instruction("NOP", (gap,)))
+        if repeat and last is not None and draw(st.integers(0, 4)) == 0:
+            n = draw(st.integers(1, 3))
+            d = draw(st.integers(isa.occupancy(last.mnemonic), 3))
+            hi = _strided_limit(cfg, last)
+            s = 0
+            if hi is not None and draw(st.booleans()):
+                s = draw(st.integers(-2, 2))
+                if not 0 <= value + n * s < hi:
+                    s = 0
+            out.append(isa.Instruction("Repeat", (n, d, s)))
+            if hi is not None:
+                value += n * s
+            continue
+        ins = make(draw)
+        out.append(ins)
+        last = ins
+        value = ins.operands[0] if _strided_limit(cfg, ins) is not None else None
+    return out
+
+
+def _times(body: list[isa.Instruction]) -> list[tuple[int, isa.Instruction]]:
+    """Issue cycle of each unit instruction of a Repeat-free, Sync-free body started at cycle 0."""
+    t, out = 0, []
+    for ins in body:
+        if ins.mnemonic == "NOP":
+            t += ins.operands[0]
+        else:
+            out.append((t, ins))
+            t += isa.occupancy(ins.mnemonic)
+    return out
+
+
+def _mirror(draw, cfg: ChipConfig, plane: int, abcs: list[isa.Instruction]) -> list[isa.Instruction]:
+    """An ACC queue whose ACCs issue exactly when the ABC queue's products are due (mxm.md 'Timing')."""
+    lat = cfg.delay("mxm.abc") + cfg.n_superlanes - 1
+    out, t = [], 0
+    for when, abc in _times(abcs):
+        kind = "i32" if abc.mnemonic == "ABC.i8" else "f32"
+        if draw(st.integers(0, 7)) == 0:  # sometimes the wrong type, or no ACC at all
+            if draw(st.booleans()):
+                continue
+            kind = "f32" if kind == "i32" else "i32"
+        if when + lat > t:
+            out.append(isa.Instruction("NOP", (when + lat - t,)))
+            t = when + lat
+        out.append(_acc(draw, cfg, plane, kind))
+        t += 1
+    return out
+
+
+def _streamer(draw, cfg: ChipConfig, m: int) -> list[isa.Instruction]:
+    """A MEM queue that reads a run of consecutive words onto one stream, one a cycle: a stream full of data,
+    mostly toward the other half of the chip (west slices stream east, east slices west) on stream k % 4, k the
+    slice's number in its hemisphere: slices fill streams 0, 1, 2, 3 (an fp16 or fp32 group, LW rows)."""
+    n = draw(st.integers(4, 40))
+    s = draw(st.sampled_from((0, 1, 1, -1)))
+    a = draw(st.integers(max(0, -s * n), cfg.mem_words - 1 - max(0, s * n)))
+    lead = draw(st.integers(0, 4))
+    h = cfg.n_mem // 2
+    toward, k = ("E", h - 1 - m) if m < h else ("W", m - h)  # k counts outward from the VXM
+    stream = isa.Stream(toward, k % 4) if draw(st.integers(0, 4)) else _stream(draw, cfg)
+    return [isa.Instruction("NOP", (lead,))] * bool(lead) + [
+        isa.Instruction("Read", (a, stream)),
+        isa.Instruction("Repeat", (n, 1, s)),
+    ]
+
+
+def _weights(draw, cfg: ChipConfig, plane: int) -> list[isa.Instruction]:
+    """A weight queue that starts with a few LWs and an IW (so that ABCs multiply by data, not zeros)."""
+    out = [isa.Instruction("NOP", (draw(st.integers(1, 12)),))]  # the streams fill first
+    for _ in range(draw(st.integers(1, 3))):
+        gap = draw(st.integers(0, 6))
+        out += [isa.Instruction("NOP", (gap,))] * bool(gap) + [_lw(draw, cfg, plane)]
+    return out + [isa.Instruction("IW", ())]
+
+
+@st.composite
+def programs(draw, cfg: ChipConfig, n_max: int = 12) -> isa.Program:
+    """A random valid program for `cfg` (module docstring). Queues hold at most ~3 * n_max instructions."""
+    names = isa.queue_names(cfg)
+    queues: dict[str, list[isa.Instruction]] = {}
+    for q in names:
+        unit = q.split(".")[0]
+        if unit != "MEM" and draw(st.integers(0, 9)) < 3:  # about a third of the queues stay empty
+            continue
+        if unit == "MEM":
+            m = cfg.mem_names.index(q.split(".")[1])
+            queues[q] = _streamer(draw, cfg, m) if draw(st.integers(0, 4)) else []
+            queues[q] += _body(draw, cfg, lambda d: _mem_ins(d, cfg), n_max)
+        elif unit == "VXM":
+            queues[q] = _body(draw, cfg, lambda d: _vxm_ins(d, cfg), n_max)
+        elif unit == "SXM":
+            k = cfg.sxm_names.index(q.split(".")[1])
+            src_dir = "W" if cfg.sxm_slices[k] < cfg.vxm_slice else "E"
+            queues[q] = _body(draw, cfg, lambda d, s=src_dir: _sxm_ins(d, cfg, s), n_max)
+    for p in range(cfg.n_planes):
+        if draw(st.integers(0, 3)) == 0:
+            continue
+        w = _weights(draw, cfg, p) if draw(st.integers(0, 3)) else []
+        queues[f"MXM.{p}.W"] = w + _body(draw, cfg, lambda d, p=p: _lw_iw(d, cfg, p), n_max)
+        mirror = draw(st.booleans())
+        lead = draw(st.integers(0, 24))
+        abcs = [isa.Instruction("NOP", (lead,))] * bool(lead)
+        abcs += _body(draw, cfg, lambda d, p=p: _abc(d, cfg, p), n_max, repeat=not mirror)
+        queues[f"MXM.{p}.A"] = abcs
+        if mirror:
+            queues[f"MXM.{p}.C"] = _mirror(draw, cfg, p, abcs)
+        else:
+            queues[f"MXM.{p}.C"] = _body(draw, cfg, lambda d, p=p: _acc(d, cfg, p), n_max)
+    # Sync / Notify: some queues park first; one notifier releases them (or a late Sync parks for good).
+    if queues and draw(st.integers(0, 3)) == 0:
+        busy = sorted(queues)
+        notifier = draw(st.sampled_from(busy))
+        wait = draw(st.integers(1, 6))
+        queues[notifier] = [isa.Instruction("NOP", (wait,)), isa.Instruction("Notify", ())] + queues[notifier]
+        for q in busy:
+            if q != notifier and draw(st.integers(0, 2)) == 0:
+                late = draw(st.sampled_from((0, 0, 0, wait, wait + 1)))
+                pre = [isa.Instruction("NOP", (late,))] if late else []
+                queues[q] = pre + [isa.Instruction("Sync", ())] + queues[q]
+    prog = isa.Program(queues)
+    isa.validate(cfg, prog)
+    return prog
+
+
+def cases(cfg: ChipConfig, n_max: int = 12) -> st.SearchStrategy[tuple[isa.Program, np.ndarray]]:
+    """(program, SRAM image) pairs for the differential test."""
+    return st.tuples(programs(cfg, n_max), mem_images(cfg))
