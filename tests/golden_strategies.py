@@ -2,7 +2,7 @@
 
 `cases(cfg)` draws `(program, mem)`: a random program that `isa.validate(cfg, ...)` accepts, dense enough in time
 that data really flows between units, and a random SRAM image. Every instruction of every unit can appear:
-  ICU  NOP, Repeat (with strides), Sync, Notify
+  ICU  NOP, Repeat (with strides; rarely with counts up to the int32 limit), Sync (first or mid-queue), Notify
   MEM  Read, Write, Gather, Scatter
   VXM  every op of `isa.VXM_OPS` over every element type it takes, `convert.FROM.TO` for all 36 pairs, `requant`
   MXM  LW, IW, ABC.i8, ABC.f16 (both halves), ACC.i32, ACC.f32 (all four modes)
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from lpu_jax import isa
 from lpu_jax.config import ChipConfig
 
-__all__ = ["cases", "mem_images", "programs"]
+__all__ = ["VXM_MNEMONICS", "cases", "mem_image", "mem_images", "programs"]
 
 _TYPES = ("i8", "u8", "i16", "i32", "f16", "f32")
 _SPECIAL_BYTES = np.array([0x00, 0x80, 0x7F, 0xFF, 0x7C, 0xFC, 0x7E, 0x3F, 0xC0, 0x01, 0x3C, 0xBC, 0x00], np.uint8)
@@ -70,16 +70,18 @@ def _mem_ins(draw, cfg: ChipConfig) -> isa.Instruction:
     return isa.Instruction(m, (_stream(draw, cfg), _stream(draw, cfg, 2)))
 
 
+def _vxm_mnemonics() -> tuple[str, ...]:
+    """Every VXM mnemonic: op.T for each allowed T, convert.FROM.TO for all 36 pairs, requant.i32."""
+    out = [f"{op}.{t}" for op, (_, _, ts) in isa.VXM_OPS.items() if op not in ("convert", "requant") for t in ts]
+    return tuple(out + [f"convert.{a}.{b}" for a in _TYPES for b in _TYPES] + ["requant.i32"])
+
+
+VXM_MNEMONICS = _vxm_mnemonics()
+
+
 def _vxm_ins(draw, cfg: ChipConfig) -> isa.Instruction:
-    op = draw(st.sampled_from(sorted(isa.VXM_OPS)))
-    t1 = draw(st.sampled_from(isa.VXM_OPS[op][2]))
-    if op == "convert":
-        t2 = draw(st.sampled_from(_TYPES))
-        mn = f"convert.{t1}.{t2}"
-    elif op == "requant":
-        t2, mn = "i8", "requant.i32"
-    else:
-        t2, mn = t1, f"{op}.{t1}"
+    mn = draw(st.sampled_from(VXM_MNEMONICS))
+    op, t1, t2 = isa.vxm_parts(mn)
     return isa.Instruction(mn, tuple(_stream(draw, cfg, w) for w in isa.vxm_widths(op, t1, t2)))
 
 
@@ -158,10 +160,12 @@ def _body(draw, cfg: ChipConfig, make, n_max: int, repeat: bool = True) -> list[
     last, value = None, None  # the most recent unit instruction and its strided field as last issued
     for _ in range(draw(st.integers(1, n_max))):
         gap = draw(st.sampled_from((0, 0, 0, 1, 1, 2, 3, 5)))
+        if draw(st.integers(0, 40)) == 0:  # rarely: a NOP that outlasts the run (up to the int32 limit)
+            gap = draw(st.sampled_from((70, 2**31 - 2, 2**31 - 1)))
         if gap:
             out.append(isa.Instruction("NOP", (gap,)))
         if repeat and last is not None and draw(st.integers(0, 4)) == 0:
-            n = draw(st.integers(1, 3))
+            n = draw(st.integers(1, 3)) if draw(st.integers(0, 15)) else draw(st.sampled_from((40, 2**31 - 1)))
             d = draw(st.integers(isa.occupancy(last.mnemonic), 3))
             hi = _strided_limit(cfg, last)
             s = 0
@@ -197,6 +201,8 @@ def _mirror(draw, cfg: ChipConfig, plane: int, abcs: list[isa.Instruction]) -> l
     lat = cfg.delay("mxm.abc") + cfg.n_superlanes - 1
     out, t = [], 0
     for when, abc in _times(abcs):
+        if when > 10_000:  # after a NOP that outlasts the run
+            break
         kind = "i32" if abc.mnemonic == "ABC.i8" else "f32"
         if draw(st.integers(0, 7)) == 0:  # sometimes the wrong type, or no ACC at all
             if draw(st.booleans()):
@@ -280,6 +286,11 @@ def programs(draw, cfg: ChipConfig, n_max: int = 12) -> isa.Program:
                 late = draw(st.sampled_from((0, 0, 0, wait, wait + 1)))
                 pre = [isa.Instruction("NOP", (late,))] if late else []
                 queues[q] = pre + [isa.Instruction("Sync", ())] + queues[q]
+        if draw(st.booleans()):  # a Sync in the middle of a queue, and a second Notify at the notifier's end
+            q = draw(st.sampled_from(busy))
+            k = draw(st.integers(0, len(queues[q])))
+            queues[q] = queues[q][:k] + [isa.Instruction("Sync", ())] + queues[q][k:]
+            queues[notifier] = queues[notifier] + [isa.Instruction("Notify", ())]
     prog = isa.Program(queues)
     isa.validate(cfg, prog)
     return prog

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import TRACE
-from golden_strategies import cases, mem_image
+from golden_strategies import VXM_MNEMONICS, cases, mem_image, programs
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +25,7 @@ from lpu_jax.isa import E, Instruction, W
 TINY = L.tiny()
 LENGTH = 64  # the size class every generated program is padded to (one compiled simulator)
 N_CYCLES = 64
+_UNIT_MNEMONICS = set(isa.ICU_SIGS) | set(isa.MEM_SIGS) | set(isa.MXM_SIGS) | set(isa.SXM_SIGS)
 CHECKS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -66,15 +67,34 @@ def test_random_programs_agree_on_tiny(case):
 
 
 @pytest.mark.slow
-@settings(max_examples=2000, **CHECKS)
-@given(cases(TINY))
-def test_random_programs_agree_on_tiny_long(case):
-    check(TINY, *case)
+def test_random_programs_agree_on_tiny_long():
+    """2000 programs; they also cover every VXM mnemonic (all 169 op/type pairs) and every other instruction."""
+    seen: set[str] = set()
+
+    @settings(max_examples=2000, **CHECKS)
+    @given(cases(TINY))
+    def inner(case):
+        check(TINY, *case)
+        seen.update(ins.mnemonic for body in case[0].queues.values() for ins in body)
+
+    inner()
+    assert len(VXM_MNEMONICS) == 16 * 6 + 7 * 4 + 4 * 2 + 36 + 1  # isa §6.3: 169
+    assert set(VXM_MNEMONICS) | _UNIT_MNEMONICS <= seen, sorted(set(VXM_MNEMONICS) | _UNIT_MNEMONICS - seen)
 
 
 _VARIANTS = {
     "small": L.small(),
     "wide (20 superlanes: full-size stagger)": L.tiny().replace(name="wide", n_superlanes=20, stagger_cycles=20),
+    "tight in-flight rings (7 slots)": L.tiny().replace(name="tight", max_delay_slots=7),
+    "8-lane superlanes": L.tiny().replace(name="lps8", n_superlanes=4, lanes_per_superlane=8),
+    "odd floorplan (3 SXM slices, 3 east planes, empty edge positions)": L.tiny().replace(
+        name="odd",
+        floorplan=("SXM", "MXM", "SXM", "MEM", "VXM", "MEM", "MXM", "MXM", "SXM"),
+        slice_positions=(2, 3, 5, 6, 7, 8, 9, 12, 13),
+        vxm_alus=3,
+        sxm_units=3,
+        mem_words=64,
+    ),
     "big-endian, unaligned groups, gaps, other delays": L.tiny().replace(
         name="tiny-variant",
         group_byte_order="big",
@@ -99,6 +119,24 @@ def test_random_programs_agree_on_other_configs(variant):
         check(cfg, *case)
 
     inner()
+
+
+def _mnemonics_drawn(cfg: L.ChipConfig, n: int) -> set[str]:
+    seen: set[str] = set()
+
+    @settings(max_examples=n, derandomize=True, database=None, **CHECKS)
+    @given(programs(cfg))
+    def collect(prog):
+        seen.update(ins.mnemonic for body in prog.queues.values() for ins in body)
+
+    collect()
+    return seen
+
+
+def test_the_strategy_draws_every_instruction():
+    seen = _mnemonics_drawn(TINY, 25)
+    assert _UNIT_MNEMONICS <= seen, _UNIT_MNEMONICS - seen
+    assert set(isa.VXM_OPS) <= {m.split(".")[0] for m in seen}, set(isa.VXM_OPS) - {m.split(".")[0] for m in seen}
 
 
 # ---------------------------------------------------------------------------------------------- not vacuous
@@ -155,6 +193,130 @@ def test_a_flipped_bit_in_a_random_program_is_caught_where_it_is_first_read(case
     d = compare_traces(it.run(N_CYCLES), tr)
     # Nothing read the word before t, and slices have their own SRAM: the Read at t on slice m is where it shows.
     assert d is not None and (d.cycle, d.field, d.index) == (t + TINY.delay("Read"), "landed_data", (m, 0, lane)), d
+
+
+# ---------------------------------------------------------------------------------------------- the documents' examples
+def _issues(trace: dict, cfg: L.ChipConfig, queue: str) -> list[tuple[int, int]]:
+    """(cycle, field 1) of every instruction a queue issued."""
+    q = L.queue_names(cfg).index(queue)
+    return [(c, int(r[1])) for c, r in enumerate(trace["issued"][:, q]) if r[0]]
+
+
+def _doc_example(queues: dict, n: int = 24):
+    """Run a documented example on both models (they must agree) and return the interpreter."""
+    prog, mem = L.Program(queues), mem_image(TINY, 11)
+    state, tr, it, ti = run_both(TINY, prog, mem, n)
+    assert disagreement(TINY, state, tr, it, ti) is None
+    return it, ti
+
+
+def test_worked_example_of_isa_section_7():
+    """isa.md §7: Read at 0 lands at 2 on pos 3; the add at 4 lands at 5; Write at 6 commits at 7; read-back at 8
+    lands at 10 on pos 6 and reaches pos 0 at 16. Without the NOP 1, a bank conflict at 7, where 4."""
+    it, tr = _doc_example(
+        {
+            "MEM.W1": [Instruction("Read", (5, E(0)))],
+            "VXM.0": [Instruction("NOP", (4,)), Instruction("add.i8", (E(1), E(0), E(0)))],
+            "MEM.E0": [
+                Instruction("NOP", (6,)),
+                Instruction("Write", (9, E(1))),
+                Instruction("NOP", (1,)),
+                Instruction("Read", (9, W(2))),
+            ],
+        }
+    )
+    mem = mem_image(TINY, 11)
+    word = mem[0, 5]
+    total = ((word.astype(np.int64) * 2) & 0xFF).astype(np.uint8)
+    assert (tr["landed_sid"][2, 0], tr["landed_sid"][5, TINY.n_mem]) == (0, 1)  # E0 at 2, E1 (sid 1) at 5
+    assert np.array_equal(tr["streams"][4, 0, 5, 0], word)  # E0 reaches pos 5 at 4
+    assert tr["commit_addr"][7, 2] == 9 and np.array_equal(it.mem[2, 9], total)
+    assert tr["landed_sid"][10, 2] == TINY.n_streams + 2  # W2 at pos 6 at 10
+    assert np.array_equal(tr["streams"][16, 1, 0, 2], total) and not tr["streams"][17, 1, :, 2].any()
+    assert it.hz_count.tolist() == [0] * 5
+    it, _ = _doc_example(
+        {
+            "MEM.W1": [Instruction("Read", (5, E(0)))],
+            "VXM.0": [Instruction("NOP", (4,)), Instruction("add.i8", (E(1), E(0), E(0)))],
+            "MEM.E0": [Instruction("NOP", (6,)), Instruction("Write", (9, E(1))), Instruction("Read", (9, W(2)))],
+        }
+    )
+    assert (it.hz_count[0], it.hz_first_cycle[0], it.hz_first_where[0]) == (1, 7, 4)
+
+
+def test_repeat_and_sync_examples_of_isa_section_6_1():
+    _, tr = _doc_example(
+        {
+            "MEM.W1": [Instruction("Read", (16, E(0))), Instruction("Repeat", (3, 1, 1))],
+            "MEM.W0": [Instruction("Read", (7, E(1))), Instruction("NOP", (3,)), Instruction("Repeat", (5, 4, 0))],
+            "MEM.E0": [Instruction("Read", (7, W(1))), Instruction("Repeat", (3, 4, 0))],
+        }
+    )
+    assert _issues(tr, TINY, "MEM.W1") == [(0, 16), (1, 17), (2, 18), (3, 19)]
+    assert _issues(tr, TINY, "MEM.W0") == [(t, 7) for t in (0, 4, 8, 12, 16, 20)]
+    assert _issues(tr, TINY, "MEM.E0") == [(0, 7), (1, 7), (5, 7), (9, 7)]
+    _, tr = _doc_example(
+        {
+            "MEM.W1": [Instruction("NOP", (5,)), Instruction("Notify", ()), Instruction("Read", (1, E(0)))],
+            "MEM.W0": [Instruction("Sync", ()), Instruction("Read", (2, E(1)))],
+            "MEM.E1": [Instruction("NOP", (5,)), Instruction("Sync", ()), Instruction("Read", (3, W(0)))],
+            "MEM.E0": [Instruction("NOP", (6,)), Instruction("Sync", ()), Instruction("Read", (4, W(1)))],
+        }
+    )
+    assert [_issues(tr, TINY, q) for q in ("MEM.W1", "MEM.W0", "MEM.E1", "MEM.E0")] == [
+        [(6, 1)],
+        [(6, 2)],
+        [(6, 3)],
+        [],
+    ]
+
+
+def test_conflict_examples_of_isa_section_6():
+    """isa.md §6.2/§6.3: a Scatter at t and a Write at t+1 commit at t+2 (port_conflict at t+1, where m); a Gather
+    at t and a Read at t+1 land at t+3 (where m); exp.f32 at t and add.i8 at t+5 on one ALU (where M + a)."""
+    it, _ = _doc_example({"MEM.E1": [Instruction("Scatter", (E(0), E(2))), Instruction("Write", (3, E(0)))]})
+    assert (it.hz_count[1], it.hz_first_cycle[1], it.hz_first_where[1]) == (1, 1, 3)
+    it, _ = _doc_example({"MEM.W0": [Instruction("Gather", (E(0), E(2))), Instruction("Read", (3, E(0)))]})
+    assert (it.hz_count[1], it.hz_first_cycle[1], it.hz_first_where[1]) == (1, 1, 1)
+    it, _ = _doc_example(
+        {
+            "VXM.2": [
+                Instruction("exp.f32", (E(0), E(4))),
+                Instruction("NOP", (4,)),
+                Instruction("add.i8", (E(8), W(0), W(0))),
+            ]
+        }
+    )
+    assert (it.hz_count[1], it.hz_first_cycle[1], it.hz_first_where[1]) == (1, 5, TINY.n_mem + 2)
+
+
+def test_weights_install_example_of_mxm_md():
+    """mxm.md 'Timing': an IW issued at t is in use by ABCs issued at t + d(mxm.iw) = t + 2, not before; the product
+    reaches the ACC issued d(mxm.abc) + n_superlanes - 1 = 5 cycles after its ABC; y_j = sum_k x_k w_kj."""
+    # MEM.E0 (pos 6) and MEM.E1 (pos 7) read word k at cycle k onto W0 / W1: at plane 0 (pos 0) during cycle c,
+    # W0 holds E0's word c - 8 and W1 holds E1's word c - 9.
+    queues = {
+        "MEM.E0": [Instruction("Read", (0, W(0))), Instruction("Repeat", (30, 1, 1))],
+        "MEM.E1": [Instruction("Read", (0, W(1))), Instruction("Repeat", (30, 1, 1))],
+        "MXM.0.W": [Instruction("NOP", (9,)), Instruction("LW", (0, W(0), 1)), Instruction("IW", ())],  # 9, 10
+        "MXM.0.A": [Instruction("NOP", (11,)), Instruction("ABC.i8", (W(1),)), Instruction("ABC.i8", (W(1),))],
+        "MXM.0.C": [
+            Instruction("NOP", (16,)),
+            Instruction("ACC.i32", (0, 2, E(0))),  # 16: the product of the ABC at 11 (old weights: zeros)
+            Instruction("ACC.i32", (1, 2, E(4))),  # 17: the product of the ABC at 12 (the new weights)
+        ],
+    }
+    mem = np.random.default_rng(5).integers(0, 256, (TINY.n_mem, TINY.mem_words, TINY.n_lanes), dtype=np.uint8)
+    state, tr, it, ti = run_both(TINY, L.Program(queues), mem, 24)
+    assert disagreement(TINY, state, tr, it, ti) is None
+    assert it.hz_count.tolist() == [0] * 5
+    w0 = mem[2, 1].view(np.int8).astype(np.int64)  # weight row 0: E0's word 1 (LW at 9)
+    x = mem[3, 3].view(np.int8).astype(np.int64)  # the ABC at 12 reads E1's word 3
+    port = TINY.n_mem + TINY.vxm_alus  # plane 0's port
+    assert (tr["landed_sid"][17, port], tr["landed_sid"][18, port]) == (0, 4)
+    assert not tr["landed_data"][17, port].any()
+    y = ((x[0] * w0) & 0xFFFFFFFF).astype(np.uint32)
+    assert np.array_equal(tr["landed_data"][18, port], y.view(np.uint8).reshape(-1, 4).T)
 
 
 # ---------------------------------------------------------------------------------------------- interpreter units
