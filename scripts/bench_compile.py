@@ -188,7 +188,8 @@ def hashes(compiled) -> dict:
                 lay.update(repr(a.shape).encode() + a.tobytes())
     links = hashlib.sha256(np.asarray(s.links, np.int64).tobytes()).hexdigest()
     lay = lay.hexdigest()
-    return {"program": prog, "layouts": lay, "links": links, "all": hashlib.sha256((prog + lay + links).encode()).hexdigest()}
+    every = hashlib.sha256((prog + lay + links).encode()).hexdigest()
+    return {"program": prog, "layouts": lay, "links": links, "all": every}
 
 
 def bench(name: str, make) -> dict:
@@ -222,8 +223,10 @@ def main():
     if args.only:
         cases = {k: v for k, v in {**CASES, **BIG}.items() if k in args.only}
     C.compile_fn(_softmax_case()[0], {}, *_softmax_case()[2], cfg=L.small())  # warm up JAX's tracing
-    hdr = f"{'case':<14} {'config':<10} {'instrs':>9} {'cycles':>8} {'cpu s':>8} {'lower+place':>11} {'check':>7} {'emit':>7}  sha256"
-    print(hdr)
+    print(
+        f"{'case':<14} {'config':<10} {'instrs':>9} {'cycles':>8} {'cpu s':>8} {'lower+place':>11} {'check':>7} "
+        f"{'emit':>7}  sha256"
+    )
     rows = []
     for name, make in cases.items():
         r = bench(name, make)

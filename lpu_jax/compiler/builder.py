@@ -15,6 +15,7 @@ stream in (ABC) and the accumulators take and emit them (ACC), with the same res
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -192,15 +193,22 @@ class Builder:
 
     def _put(self, queue: str, cycle: int, ins: isa.Instruction) -> int:
         self.res.tl.place(queue, cycle, ins)
-        self.sched.instrs.append(Placed(queue, int(cycle), ins, self.op))
-        o = self.sched.ops[self.op]
-        o.first, o.last = min(o.first, cycle), max(o.last, cycle)
-        return len(self.sched.instrs) - 1
+        return self._record(queue, cycle, ins)
 
     def _put_mem(self, s: int, cycle: int, ins: isa.Instruction) -> int:
-        i = self._put(f"MEM.{self.cfg.mem_names[s]}", cycle, ins)
-        self.res.tl.reserve(self.res.tl._bank_use(s, cycle, ins.mnemonic, ins.operands[0]))
-        return i
+        self.res.tl.place_mem(s, cycle, ins)  # and its bank
+        return self._record(f"MEM.{self.cfg.mem_names[s]}", cycle, ins)
+
+    def _record(self, queue: str, cycle: int, ins: isa.Instruction) -> int:
+        """Add a placed instruction to the schedule (and its cycle to the current op's span); returns its index."""
+        instrs = self.sched.instrs
+        instrs.append(Placed(queue, int(cycle), ins, self.op))
+        o = self.sched.ops[self.op]
+        if cycle < o.first:
+            o.first = cycle
+        if cycle > o.last:
+            o.last = cycle
+        return len(instrs) - 1
 
     def _link(self, consumer: int, sid: int, producer: int) -> None:
         self.sched.links.append((consumer, sid, producer))
@@ -304,31 +312,40 @@ class Builder:
             break
         q = queues[k]
         if port is not None:
-            res.reserve_port(port(q), t + delay)
-        groups = [_stream(d, b) for d, b in zip(src_dir, bases)]
+            res.reserve_port(ports[k], t + delay)
+        stream = self._stream_of
+        groups = [stream(d, b) for d, b in zip(src_dir, bases)]
         reads = []
         for v, ps, d, base in zip(srcs, src_pos, src_dir, bases):
+            writers = v.writers
             for b, ((s, a), p) in enumerate(zip(v.words, ps)):
-                ri = self._put_mem(s, t - dR - abs(p - pos_u), I("Read", (a, _stream(d, base + b))))
-                if b < len(v.writers) and v.writers[b] >= 0:
-                    self._link(ri, -1, int(v.writers[b]))
+                ri = self._put_mem(s, t - dR - abs(p - pos_u), I("Read", (a, stream(d, base + b))))
+                if b < len(writers) and writers[b] >= 0:
+                    self._link(ri, -1, int(writers[b]))
                 reads.append((ri, d * S + base + b))
-        ui = self._put(q, t, make(q, [groups[k] for k in fields], _stream(out_dir, dbase)))
+        ui = self._put(q, t, make(q, [groups[k] for k in fields], stream(out_dir, dbase)))
         for s, m, a in unit_mem:
             tl.reserve(tl._bank_use(s, t, m, a))
         for ri, sid in reads:
             self._link(ui, sid, ri)
         emitter = ui
         for aq, off, mk in after:
-            emitter = self._put(aq, t + off, mk(_stream(out_dir, dbase)))
+            emitter = self._put(aq, t + off, mk(stream(out_dir, dbase)))
             self._link(emitter, -2, ui)
         writes = []
         for b, ((s, a), p) in enumerate(zip(dst or (), dst_pos)):
-            wi = self._put_mem(s, t + delay + abs(p - pos_u), I("Write", (a, _stream(out_dir, dbase + b))))
+            wi = self._put_mem(s, t + delay + abs(p - pos_u), I("Write", (a, stream(out_dir, dbase + b))))
             self._link(wi, out_dir * S + dbase + b, emitter)
             writes.append(wi)
         end = max((self.sched.instrs[w].cycle for w in writes), default=t) + self.dW
         return t, ui, writes, end
+
+    @staticmethod
+    @functools.cache
+    def _stream_of(direction: int, index: int) -> isa.Stream:
+        """`_stream(direction, index)`, one shared object per stream: a Stream is a tuple the garbage collector
+        scans, and a program names streams a few hundred thousand times."""
+        return _stream(direction, index)
 
     def _distinct(self, srcs: list[Vec], what: str):
         """Operands that are the same vector share one Read (returns the distinct vectors and, per operand, its
@@ -388,7 +405,7 @@ class Builder:
         flights between positions ps[b] and the unit (pos_u) on the diagonal through (pos_u, t): operands
         arriving at t, or a result landing at t. Returns the base, or None."""
         spans = [(p, pos_u) if p < pos_u else (pos_u, p) for p in ps]
-        return self.res.claim(d * self.cfg.n_streams, self.res.diag(d, pos_u, t), spans, len(ps) if align else 1)
+        return self.res.claim(d, self.res.diag(d, pos_u, t), spans, len(ps) if align else 1)
 
     # ------------------------------------------------------------------ unit jobs
     def vxm(self, mnemonic: str, srcs: list[Vec], dst, what: str, t0: int = 0):

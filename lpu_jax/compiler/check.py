@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from .. import isa
 from ..dtypes import dtype_by_name
 from ..mxm import abc_latency
 from ..sxm import sxm_delay
-from .schedule import Schedule
+from .schedule import Placed, Schedule
 
 __all__ = ["ScheduleError", "check_schedule", "flows"]
 
@@ -49,7 +51,8 @@ def _timing(cfg, ins: isa.Instruction):
     """The stream traffic of an instruction as a template: (emissions [(operand, streams, delay)], reads
     [(operand, streams)]): operand `operand` names the first of `streams` consecutive streams, whose values land
     `delay` cycles after the issue (emissions) or are read at the issue. None for an instruction the checker does
-    not know. It depends on the mnemonic alone, and on the lane count of a shift and the mode of an ACC (`_key`)."""
+    not know. It depends on the mnemonic and the number of operands alone, and on the lane count of a shift, the
+    row count of an LW and the mode of an ACC (`_field`)."""
     m, ops = ins.mnemonic, ins.operands
     em, rd = [], []
     if m == "Read":
@@ -83,148 +86,237 @@ def _timing(cfg, ins: isa.Instruction):
     return em, rd
 
 
-def _key(ins: isa.Instruction):
-    """What `_timing` depends on: the mnemonic, and the lane count of a shift, the mode of an ACC, the count of an LW
-    and the number of operands of a VXM op."""
-    m, ops = ins.mnemonic, ins.operands
-    if m in _LANE_OPS[:4] or m == "LW":
-        return m, ops[2]
-    if m.startswith("ACC."):
-        return m, ops[1] & isa.ACC_EMIT
-    return m, len(ops)
+def _field(mnemonic: str) -> int:
+    """The operand `_timing` depends on besides the mnemonic: the lane count of a shift and the row count of an LW
+    (2), the mode of an ACC (1); -1 where it depends on the number of operands (a VXM op) or nothing."""
+    if mnemonic in _LANE_OPS[:4] or mnemonic == "LW":
+        return 2
+    return 1 if mnemonic.startswith("ACC.") else -1
 
 
 class _Flows:
-    """`flows` for one config, with the unit position of every queue and the timing template of every kind of
-    instruction (`_timing`) worked out once."""
+    """The stream traffic of instructions for one config, with the unit position of every queue and the timing
+    template (`_timing`) of every kind of instruction worked out once."""
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.S = cfg.n_streams
-        self._pos: dict[str, int] = {}
-        self._timing: dict = {}
+        self._pos: dict[str, int] = {}  # queue -> unit position
+        self._field: dict[str, int] = {}  # mnemonic -> `_field`
+        self._timing: dict = {}  # (mnemonic, field or operand count) -> `_timing`
 
-    def __call__(self, queue: str, cycle: int, ins: isa.Instruction):
-        pos = self._pos.get(queue)
-        if pos is None:
-            pos = self._pos[queue] = _unit_pos(self.cfg, queue)
-        key = _key(ins)
-        tpl = self._timing.get(key)
-        if tpl is None:
-            tpl = _timing(self.cfg, ins)
-            if tpl is None:
-                raise ScheduleError(f"{queue} at cycle {cycle}: the checker does not know `{ins}`")
-            self._timing[key] = tpl
-        S, ops = self.S, ins.operands
+    def table(self, instrs):
+        """Every emission and read of `instrs`: two int64 arrays [n, 4] of (sid, position, cycle, instruction),
+        in the order of the instructions and, within one, of its template. If an instruction is refused (one the
+        checker does not know: `ScheduleError`), the arrays hold those of the instructions before it, and its
+        index and the exception come with them (else the index is len(instrs) - 1 and the exception None)."""
+        cfg, S = self.cfg, self.cfg.n_streams
+        pos_of, field_of, timing = self._pos, self._field, self._timing
         em, rd = [], []
-        for j, n, d in tpl[0]:
-            s0 = (ops[j].dir != "E") * S + ops[j].index  # Stream.sid
-            em += [(s0 + i, pos, cycle + d) for i in range(n)]
-        for j, n in tpl[1]:
-            s0 = (ops[j].dir != "E") * S + ops[j].index  # Stream.sid
-            rd += [(s0 + i, pos, cycle) for i in range(n)]
-        return em, rd
+        i, error = 0, None
+        try:
+            for i, p in enumerate(instrs):
+                queue, cycle, ins = p.queue, p.cycle, p.ins
+                pos = pos_of.get(queue)
+                if pos is None:
+                    pos = pos_of[queue] = _unit_pos(cfg, queue)
+                m, ops = ins.mnemonic, ins.operands
+                f = field_of.get(m)
+                if f is None:
+                    f = field_of[m] = _field(m)
+                key = (m, ops[f] if f >= 0 else len(ops))
+                tpl = timing.get(key)
+                if tpl is None:
+                    tpl = _timing(cfg, ins)
+                    if tpl is None:
+                        raise ScheduleError(f"{queue} at cycle {cycle}: the checker does not know `{ins}`")
+                    timing[key] = tpl
+                for j, n, d in tpl[0]:
+                    s0 = (ops[j].dir != "E") * S + ops[j].index  # Stream.sid
+                    for k in range(n):
+                        em += (s0 + k, pos, cycle + d, i)
+                for j, n in tpl[1]:
+                    s0 = (ops[j].dir != "E") * S + ops[j].index
+                    for k in range(n):
+                        rd += (s0 + k, pos, cycle, i)
+        except Exception as exc:  # noqa: BLE001 -- the caller raises it, after the checks that come first
+            error = exc
+        em, rd = (np.array(x, np.int64).reshape(-1, 4) for x in (em, rd))
+        if error is not None:
+            em, rd = em[em[:, 3] < i], rd[rd[:, 3] < i]
+        return em, rd, i, error
 
 
 def flows(cfg, queue: str, cycle: int, ins: isa.Instruction):
     """(emissions, reads) of one instruction: emissions [(sid, position, landing cycle)], reads [(sid, position,
     cycle)], from the timing rules of docs/isa.md."""
-    return _Flows(cfg)(queue, cycle, ins)
+    em, rd, _, error = _Flows(cfg).table([Placed(queue, cycle, ins)])
+    if error is not None:
+        raise error
+    return [tuple(x) for x in em[:, :3].tolist()], [tuple(x) for x in rd[:, :3].tolist()]
+
+
+def _first_repeat(keys: np.ndarray) -> tuple[int, int] | None:
+    """The first position whose key occurs at an earlier position, and that earlier (first) position; or None."""
+    if len(keys) < 2:
+        return None
+    order = np.argsort(keys, kind="stable")  # equal keys stay in order: each run starts at its first position
+    sk = keys[order]
+    rep = np.flatnonzero(sk[1:] == sk[:-1]) + 1
+    if not len(rep):
+        return None
+    later = order[rep]
+    k = int(later.argmin())
+    pos = int(later[k])
+    return pos, int(order[np.searchsorted(sk, keys[pos])])
+
+
+def _last_per_key(keys: np.ndarray, values: np.ndarray):
+    """A dict's view of [(key, value)] assigned in order: the distinct keys (sorted) with the last value of each."""
+    order = np.argsort(keys, kind="stable")
+    sk, sv = keys[order], values[order]
+    last = np.flatnonzero(np.append(sk[1:] != sk[:-1], True)) if len(sk) else np.zeros(0, np.int64)
+    return sk[last], sv[last]
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, want: np.ndarray, missing: int = -1) -> np.ndarray:
+    """values[k] where keys[k] == want (keys sorted and distinct), else `missing`."""
+    if not len(keys):
+        return np.full(len(want), missing, np.int64)
+    j = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return np.where(keys[j] == want, values[j], missing)
 
 
 def check_schedule(sched: Schedule) -> None:
+    """Raise `ScheduleError` naming the first violation (module docstring), in the order: queues, then streams
+    (landings, then reads), then SRAM banks and words, then planes. Each check runs over all instructions at once
+    (numpy); the message is the one a walk through the instructions in order meets first."""
     cfg = sched.cfg
     S = cfg.n_streams
     instrs = sched.instrs
-    flow = _Flows(cfg)
+    n = len(instrs)
 
     def where(i):
         p = instrs[i]
         return f"`{p.ins}` on {p.queue} at cycle {p.cycle}"
 
-    # queues
-    busy = defaultdict(set)
-    for i, p in enumerate(instrs):
-        taken = busy[p.queue]
-        for c in range(p.cycle, p.cycle + isa.occupancy(p.ins.mnemonic)):
-            if c in taken:
-                raise ScheduleError(f"{where(i)}: the queue already issues an instruction in cycle {c}")
-            taken.add(c)
-    # streams
-    landings = {}  # (sid, diag) -> list of (position, producer)
-    seen = {}
-    reads = []  # per instruction, its stream reads
-    for i, p in enumerate(instrs):
-        em, rd = flow(p.queue, p.cycle, p.ins)
-        reads.append(rd)
-        for s, pos, land in em:
-            key = (s, pos, land)
-            if key in seen:
-                raise ScheduleError(
-                    f"{where(i)} and {where(seen[key])} put values on stream {s} at position {pos} "
-                    f"in the same cycle {land}"
-                )
-            seen[key] = i
-            d = land - pos if s < S else land + pos  # diagonal(s // S, pos, land)
-            landings.setdefault((s, d), []).append((pos, i))
-    links = defaultdict(dict)
-    mem_links = {}
-    for c, s, prod in sched.links:
-        if s >= 0:
-            links[c][s] = prod
-        elif s == -1:
-            mem_links[c] = prod
-    for i, rd in enumerate(reads):
-        for s, pos, cyc in rd:
-            east = s < S
-            d = cyc - pos if east else cyc + pos  # diagonal(s // S, pos, cyc)
-            # the nearest landing at or upstream of pos
-            best = None
-            for lpos, j in landings.get((s, d), ()):
-                if (lpos <= pos if east else lpos >= pos) and (best is None or abs(pos - lpos) < abs(pos - best[0])):
-                    best = (lpos, j)
-            want = links[i].get(s)
-            if want is None:
-                raise ScheduleError(f"{where(i)} reads stream {s} but the schedule names no producer for it")
-            if best is None or best[1] != want:
-                got = "nothing" if best is None else where(best[1])
-                raise ScheduleError(
-                    f"{where(i)} reads stream {s} expecting the value of {where(want)}, but finds "
-                    f"{got} (a value overwritten in flight)"
-                )
-    # banks and MEM words
-    banks = {}
-    written = {}
-    slice_of = {f"MEM.{n}": s for s, n in enumerate(cfg.mem_names)}
+    # queues: every cycle an instruction holds its queue
+    queue_id: dict[str, int] = {}
+    q = np.fromiter((queue_id.setdefault(p.queue, len(queue_id)) for p in instrs), np.int64, n)
+    cyc = np.fromiter((p.cycle for p in instrs), np.int64, n)
+    occupancy = {m: isa.occupancy(m) for m in {p.ins.mnemonic for p in instrs}}
+    occ = np.fromiter((occupancy[p.ins.mnemonic] for p in instrs), np.int64, n)
+    held = np.repeat(np.arange(n), occ)
+    c = cyc[held] + np.arange(len(held)) - np.repeat(np.cumsum(occ) - occ, occ)
+    rep = _first_repeat(q[held] * (c.max(initial=0) - c.min(initial=0) + 1) + c - c.min(initial=0))
+    if rep is not None:
+        e = rep[0]
+        raise ScheduleError(f"{where(int(held[e]))}: the queue already issues an instruction in cycle {int(c[e])}")
+    # streams: no two landings on one stream at one place and cycle
+    em, rd, _, error = _Flows(cfg).table(instrs)
+    s, pos, land = em[:, 0], em[:, 1], em[:, 2]
+    span_p = int(pos.max(initial=0)) + 1
+    span_c = int(land.max(initial=0)) - int(land.min(initial=0)) + 1
+    rep = _first_repeat((s * span_p + pos) * span_c + land - land.min(initial=0))
+    if rep is not None:
+        (si, p_, l_, i), first = em[rep[0]].tolist(), int(em[rep[1], 3])
+        raise ScheduleError(
+            f"{where(i)} and {where(first)} put values on stream {si} at position {p_} in the same cycle {l_}"
+        )
+    if error is not None:
+        raise error
+    # streams: every read finds its linked producer, the nearest landing at or upstream of it on its diagonal
+    links = np.array(sched.links, np.int64).reshape(-1, 3)
+    sl = links[links[:, 1] >= 0]
+    rs, rp, rc, ri = rd.T
+    n_sid = int(max(sl[:, 1].max(initial=0), rs.max(initial=0), s.max(initial=0), 2 * S)) + 1
+    link_keys, link_prod = _last_per_key(sl[:, 0] * n_sid + sl[:, 1], sl[:, 2])
+    want = _lookup(link_keys, link_prod, ri * n_sid + rs)
+    # landings and reads by (stream, diagonal, position), as one number: sorted, the nearest landing upstream of a
+    # read is the last one at or before it (east) or the first at or after it (west) within its (stream, diagonal)
+    ld, rdiag = np.where(s < S, land - pos, land + pos), np.where(rs < S, rc - rp, rc + rp)
+    lo = min(ld.min(initial=0), rdiag.min(initial=0))
+    n_diag = max(ld.max(initial=0), rdiag.max(initial=0)) - lo + 1
+    n_pos = max(pos.max(initial=0), rp.max(initial=0)) + 1
+    lgroup, rgroup = s * n_diag + ld - lo, rs * n_diag + rdiag - lo
+    order = np.argsort(lgroup * n_pos + pos)
+    lkey, lprod = (lgroup * n_pos + pos)[order], em[order, 3]
+    rkey = rgroup * n_pos + rp
+    j = np.where(rs < S, np.searchsorted(lkey, rkey, "right") - 1, np.searchsorted(lkey, rkey, "left"))
+    best = np.full(len(rd), -1, np.int64)
+    if len(lkey):
+        jc = np.clip(j, 0, len(lkey) - 1)
+        found = (j >= 0) & (j < len(lkey)) & (lkey[jc] // n_pos == rgroup)
+        best = np.where(found, lprod[jc], -1)
+    wrong = np.flatnonzero((want < 0) | (best != want))
+    if len(wrong):
+        r = int(wrong[0])
+        si, i, w, b = int(rs[r]), int(ri[r]), int(want[r]), int(best[r])
+        if w < 0:
+            raise ScheduleError(f"{where(i)} reads stream {si} but the schedule names no producer for it")
+        got = "nothing" if b < 0 else where(b)
+        raise ScheduleError(
+            f"{where(i)} reads stream {si} expecting the value of {where(w)}, but finds "
+            f"{got} (a value overwritten in flight)"
+        )
+    _check_mem(sched, links, where)
+    _check_planes(sched, where)
+
+
+def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
+    """SRAM banks and words: addresses in range, one access per bank and cycle, one Write per word, Reads after
+    the Writes they are linked to (links [(consumer, -1, producer)]), every output word written."""
+    cfg, instrs = sched.cfg, sched.instrs
     words, bank_words, d_write = cfg.mem_words, cfg.bank_words, cfg.delay("Write")
-    for i, p in enumerate(instrs):
-        s = slice_of.get(p.queue)
-        if s is None or p.ins.mnemonic not in ("Read", "Write"):  # a Gather's banks are data (the builder's)
-            continue
-        a = p.ins.operands[0]
-        if not 0 <= a < words:
-            raise ScheduleError(f"{where(i)}: address {a} is outside the slice (0..{words - 1})")
-        write = p.ins.mnemonic == "Write"
-        key = (s, a // bank_words, p.cycle + d_write if write else p.cycle)
-        if key in banks:
+    slice_of = {f"MEM.{n}": s for s, n in enumerate(cfg.mem_names)}
+    # a Gather's banks are data (the builder's): Reads and Writes only
+    mem = [
+        (i, slice_of[p.queue], p.ins.operands[0], p.cycle, p.ins.mnemonic == "Write")
+        for i, p in enumerate(instrs)
+        if p.ins.mnemonic in ("Read", "Write") and p.queue in slice_of
+    ]
+    idx, s, a, cyc, write = np.array(mem, np.int64).reshape(-1, 5).T
+    write = write.astype(bool)
+    outside = (a < 0) | (a >= words)
+    a_in = np.clip(a, 0, words - 1)  # an address outside is refused before its bank or word counts
+    at = cyc + np.where(write, d_write, 0)
+    n_at, n_banks = int(at.max(initial=0) - at.min(initial=0)) + 1, -(-words // bank_words)
+    bank_rep = _first_repeat((s * n_banks + a_in // bank_words) * n_at + at - at.min(initial=0))
+    wpos = np.flatnonzero(write)
+    word_rep = _first_repeat(s[wpos] * words + a_in[wpos])
+    k = min(
+        int(np.argmax(outside)) if outside.any() else len(a),
+        bank_rep[0] if bank_rep else len(a),
+        int(wpos[word_rep[0]]) if word_rep else len(a),
+    )
+    if k < len(a):
+        i, sk, ak = int(idx[k]), int(s[k]), instrs[int(idx[k])].ins.operands[0]
+        if outside[k]:
+            raise ScheduleError(f"{where(i)}: address {ak} is outside the slice (0..{words - 1})")
+        if bank_rep and bank_rep[0] == k:
             raise ScheduleError(
-                f"{where(i)} and {where(banks[key])} use SRAM bank {key[1]} of slice "
-                f"{cfg.mem_names[s]} in the same cycle {key[2]}"
+                f"{where(i)} and {where(int(idx[bank_rep[1]]))} use SRAM bank {ak // bank_words} of slice "
+                f"{cfg.mem_names[sk]} in the same cycle {int(at[k])}"
             )
-        banks[key] = i
-        if write:
-            if (s, a) in written:
-                raise ScheduleError(f"{where(i)} writes word {a} of slice {cfg.mem_names[s]} a second time")
-            written[(s, a)] = i
-    for c, prod in mem_links.items():
-        if instrs[c].cycle < instrs[prod].cycle + d_write:
-            raise ScheduleError(f"{where(c)} reads before {where(prod)} commits the word")
+        raise ScheduleError(f"{where(i)} writes word {ak} of slice {cfg.mem_names[sk]} a second time")
+    # Reads after the Writes that commit their words: in the order a dict of the links keeps them
+    ml = links[links[:, 1] == -1]
+    consumers, producers = _last_per_key(ml[:, 0], ml[:, 2])
+    first_at = np.unique(ml[:, 0], return_index=True)[1]  # the consumers' first links, in consumer order
+    cyc_all = np.fromiter((p.cycle for p in instrs), np.int64, len(instrs))
+    early = cyc_all[consumers] < cyc_all[producers] + d_write
+    if early.any():
+        k = int(np.flatnonzero(early)[first_at[early].argmin()])
+        raise ScheduleError(f"{where(int(consumers[k]))} reads before {where(int(producers[k]))} commits the word")
+    written = np.unique(s[write] * words + a[write])
     for name in sched.outputs:
         lay = sched.tensors[name].layout
-        for s, a in zip(lay.slice.reshape(-1).tolist(), lay.addr.reshape(-1).tolist()):
-            if (s, a) not in written:
-                raise ScheduleError(f"output {name}: word {a} of slice {cfg.mem_names[s]} is never written")
-    _check_planes(sched, where)
+        sl, ad = lay.slice.reshape(-1).astype(np.int64), lay.addr.reshape(-1).astype(np.int64)
+        missing = np.flatnonzero(~np.isin(sl * words + ad, written))
+        if len(missing):
+            m = int(missing[0])
+            raise ScheduleError(
+                f"output {name}: word {int(ad[m])} of slice {cfg.mem_names[int(sl[m])]} is never written"
+            )
 
 
 def _check_planes(sched: Schedule, where) -> None:

@@ -10,8 +10,6 @@ earlier before it is read (docs/isa.md §5: a landing result replaces whatever p
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from ..config import ChipConfig
 from ..kernels.timeline import Timeline
 
@@ -23,15 +21,26 @@ def diagonal(direction: int, position: int, cycle: int) -> int:
     return cycle - position if direction == 0 else cycle + position
 
 
+def _overlaps(taken: tuple[tuple[int, int], ...] | None, lo: int, hi: int) -> bool:
+    """Whether any interval in `taken` overlaps lo..hi."""
+    return bool(taken) and any(y >= lo and x <= hi for x, y in taken)
+
+
 class Resources:
-    """Queue slots and SRAM banks (a `Timeline`), output ports per due cycle, and stream flights."""
+    """Queue slots and SRAM banks (a `Timeline`), output ports per due cycle, and stream flights.
+
+    The flights are kept per (direction, diagonal): a list with, for each stream index of that direction, the
+    position intervals ((lo, hi), ...) already in flight on it (None if there are none), so a stream group's
+    streams on one diagonal are consecutive entries of one list. The intervals are tuples of ints and the undo
+    log holds ints, which the garbage collector need not scan."""
 
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
         self.tl = Timeline(cfg)
-        self._flights: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        self._S = cfg.n_streams
+        self._flights: dict[tuple[int, int], list[tuple[tuple[int, int], ...] | None]] = {}
         self._ports: set[tuple[str, int]] = set()
-        self._log: list[tuple[int, int]] = []  # flights reserved, in order (for undo)
+        self._log: list[tuple[int, int, int]] = []  # flights reserved, in order (for undo): (direction, diag, index)
 
     def diag(self, direction: int, position: int, cycle: int) -> int:
         return diagonal(direction, position, cycle)
@@ -42,32 +51,42 @@ class Resources:
 
     def undo(self, mark: int) -> None:
         while len(self._log) > mark:
-            self._flights[self._log.pop()].pop()
+            direction, diag, i = self._log.pop()
+            row = self._flights[(direction, diag)]
+            row[i] = row[i][:-1] or None
 
     # ------------------------------------------------------------------ streams
+    def _row(self, direction: int, diag: int) -> list:
+        row = self._flights.get((direction, diag))
+        if row is None:
+            row = self._flights[(direction, diag)] = [None] * self._S
+        return row
+
     def flight_free(self, sid: int, diag: int, lo: int, hi: int) -> bool:
         """Whether stream `sid` is free on diagonal `diag` over positions lo..hi (inclusive)."""
-        return all(b < lo or a > hi for a, b in self._flights.get((sid, diag), ()))
+        row = self._flights.get((sid // self._S, diag))
+        return row is None or not _overlaps(row[sid % self._S], lo, hi)
 
     def reserve_flight(self, sid: int, diag: int, lo: int, hi: int) -> None:
-        self._flights[(sid, diag)].append((lo, hi))
-        self._log.append((sid, diag))
+        direction, i = divmod(sid, self._S)
+        self._reserve(direction, diag, self._row(direction, diag), i, lo, hi)
 
-    def claim(self, sid0: int, diag: int, spans: list[tuple[int, int]], step: int) -> int | None:
-        """Reserve flights for a stream group on `diag`: the lowest base in 0, step, 2 step, ... (the group inside
-        the direction's streams sid0 .. sid0 + n_streams - 1) such that every stream sid0 + base + b is free over
-        spans[b] = (lo, hi). Returns the base, or None if there is none."""
-        flights, w = self._flights, len(spans)
-        for base in range(0, self.cfg.n_streams - w + 1, step):
-            sid = sid0 + base
+    def _reserve(self, direction: int, diag: int, row: list, i: int, lo: int, hi: int) -> None:
+        row[i] = (row[i] or ()) + ((lo, hi),)
+        self._log.append((direction, diag, i))
+
+    def claim(self, direction: int, diag: int, spans: list[tuple[int, int]], step: int) -> int | None:
+        """Reserve flights for a stream group of `direction` on `diag`: the lowest base in 0, step, 2 step, ...
+        such that every stream base + b is free over spans[b] = (lo, hi). Returns the base, or None if there is
+        none."""
+        row, w = self._row(direction, diag), len(spans)
+        for base in range(0, self._S - w + 1, step):
+            group = row[base : base + w]
+            if any(group) and any(_overlaps(taken, lo, hi) for taken, (lo, hi) in zip(group, spans)):
+                continue
             for b, (lo, hi) in enumerate(spans):
-                taken = flights.get((sid + b, diag))
-                if taken and any(not (y < lo or x > hi) for x, y in taken):
-                    break
-            else:
-                for b, (lo, hi) in enumerate(spans):
-                    self.reserve_flight(sid + b, diag, lo, hi)
-                return base
+                self._reserve(direction, diag, row, base + b, lo, hi)
+            return base
         return None
 
     # ------------------------------------------------------------------ ports

@@ -96,10 +96,10 @@ class Timeline:
         if queue not in self._names:
             raise TimelineError(f"unknown queue {queue!r} for {self.cfg.name}")
         occ = isa.occupancy(ins.mnemonic)
-        if not self.free(queue, cycle, occ):
+        busy = self._busy[queue]
+        if cycle < 0 or cycle in busy or (occ > 1 and not self.free(queue, cycle, occ)):
             raise TimelineError(f"{queue} is already busy at cycle {cycle} (placing `{ins}`)")
         self.events[queue][cycle] = ins
-        busy = self._busy[queue]
         for c in range(cycle, cycle + occ):
             busy[c] = c + 1
 
@@ -137,7 +137,11 @@ class Timeline:
         """Issue a MEM instruction on slice s at t and reserve its bank (`addr`: default the Read/Write address)."""
         a = ins.operands[0] if addr is None else addr
         self.place(self._mem_q[s], t, ins)
-        self.reserve(self._bank_use(s, t, ins.mnemonic, a))
+        _, _, bank, at = key = self._bank_use(s, t, ins.mnemonic, a)
+        taken = self._banks[(s, bank)]
+        if at in taken:
+            raise TimelineError(f"resource {key} reserved twice")
+        taken[at] = at + 1
 
     @property
     def last_cycle(self) -> int:
