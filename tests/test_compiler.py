@@ -218,7 +218,7 @@ def test_report_adds_up():
     r = c.report()
     assert r.cycles == c.cycles and r.instructions == len(c.schedule.instrs)
     assert all(0 < u <= 1 for k, u in r.utilisation.items() if k != "SXM")
-    words = sum(t.layout.slice.size for t in c.schedule.tensors.values())
+    words = len({(s, a) for t in c.schedule.tensors.values() for s, a in zip(t.layout.slice.flat, t.layout.addr.flat)})
     assert r.sram_bytes["total"] == words * LANES == r.sram_bytes["W"] + r.sram_bytes["E"]
     peak = CFG.n_planes * LANES * LANES
     assert r.mxm_mac_utilisation == pytest.approx(r.macs / (peak * r.cycles))
@@ -251,3 +251,18 @@ def test_bad_input_at_run_time():
     c = compile_fn(lambda p, x: x * 2.0, {}, x, cfg=CFG)
     with pytest.raises(ValueError, match=r"input in0: expected float32 \(2, 40\), got float32 \(3, 40\)"):
         c.run(np.ones((3, D), np.float32))
+
+
+def test_compare_and_select_bit_exact():
+    """jnp.where on computed float and int comparisons (the compares write int32 1 / 0)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, D)).astype(np.float32)
+    ids = rng.integers(0, 4, (3, D)).astype(np.int32)
+
+    def fn(p, x, ids):
+        m = (ids != 0).astype(jnp.float32)
+        return jnp.where(x > 0.25, x * 2.0, -1.0) * m + jnp.where(x <= ids.astype(jnp.float32), 0.5, x)
+
+    _, out = chip_run(fn, {}, x, ids)
+    assert_bits_equal(out, chipnum.run(fn, {}, x, ids, lanes=LANES), "compare and select")
+    np.testing.assert_array_equal(out, fn({}, x, ids))

@@ -76,8 +76,19 @@ class Builder:
         self._rr = [0, 0]
         self._side = 0
         self.op = -1
+        # memory reuse: words of released tensors, per slice sorted [start, length] ranges; a reused word may be
+        # written only after the last Read of its previous value (and after that value's own Write)
+        self.free_ranges: list[list[list[int]]] = [[] for _ in range(cfg.n_mem)]
+        self.free_words = np.zeros(cfg.n_mem, np.int64)
+        self.created: list[str] = []  # tensors placed by `alloc`, in order
+        self.last_read: dict[tuple[int, int], int] = {}  # (slice, addr) -> the last cycle a Read of it issues
+        self.free_at: dict[tuple[int, int], int] = {}  # (slice, addr) -> a Write must commit after this cycle
         self.plane_lw_free = {p: 0 for p in range(cfg.n_planes)}
         self.plane_abc_free = {p: 0 for p in range(cfg.n_planes)}
+
+    def side_of(self, s: int) -> int:
+        """The hemisphere (0 west, 1 east) of MEM slice s."""
+        return 0 if s < self.cfg.mem_per_hemisphere else 1
 
     def next_plane(self) -> int:
         """The MXM plane for the next unit of work (round-robin)."""
@@ -125,15 +136,16 @@ class Builder:
             )
         if groups is None:
             groups = 2 if (T > 1 or R > 1) and len(cands) >= 2 * w else 1
+        reuse = role in ("temp", "output")
         for g in (groups, 1):  # the slices with room (two groups only where there are enough of them)
-            roomy = [s for s in cands if self.next_addr[s] + math.ceil(R * T / g) <= cfg.mem_words]
+            roomy = [s for s in cands if self._find(s, math.ceil(R * T / g), one_bank, reuse)[0] is not None]
             if len(roomy) >= w * g:
                 cands, groups = roomy, g
                 break
         avoid = set(avoid)
         order = sorted(
             range(len(cands)),
-            key=lambda i: (cands[i] in avoid, self.next_addr[cands[i]], (i - self._rr[side]) % len(cands)),
+            key=lambda i: (cands[i] in avoid, self.used(cands[i]), (i - self._rr[side]) % len(cands)),
         )
         groups = max(1, min(groups, len(cands) // w))
         chosen = [[cands[i] for i in order[g * w : (g + 1) * w]] for g in range(groups)]
@@ -142,31 +154,80 @@ class Builder:
         ad = np.zeros((R, T, w), np.int32)
         rr, tt = np.meshgrid(np.arange(R), np.arange(T), indexing="ij")
         grp = (rr + tt) % groups
-        ends = []
+        takes = []
         for g in range(groups):
             n_g = int((grp == g).sum())
             for b, s in enumerate(chosen[g]):
-                a0 = int(self.next_addr[s])
-                if one_bank and a0 // cfg.bank_words != (a0 + n_g - 1) // cfg.bank_words:
-                    a0 = (a0 // cfg.bank_words + 1) * cfg.bank_words
-                if a0 + n_g > cfg.mem_words:
+                a0, where = self._find(s, n_g, one_bank, reuse)
+                if a0 is None:
                     self._capacity(name, R * T * w)
-                ends.append((s, a0 + n_g))
+                takes.append((s, a0, n_g, where))
                 sl[..., b][grp == g] = s
                 ad[..., b][grp == g] = a0 + np.arange(n_g)
-        for s, end in ends:  # only once everything fits
-            self.next_addr[s] = end
+        for s, a0, n_g, where in takes:  # only once everything fits
+            self._take(s, a0, n_g, where)
         lay = TensorLayout((R, C), dtype, sl, ad)
         info = TensorInfo(name, lay, role, value, (R, C), replicated)
         self.sched.tensors[name] = info
+        self.created.append(name)
         ready = 0 if role in ("param", "const", "input") else 1 << 60
         self.ready[name] = np.full((R, T), ready, np.int64)
         self.writer[name] = np.full((R, T, w), -1, np.int64)
         return info
 
+    def used(self, s: int) -> int:
+        """Words of slice s holding live tensors."""
+        return int(self.next_addr[s] - self.free_words[s])
+
+    def _find(self, s: int, n: int, one_bank: bool, reuse: bool = True):
+        """Where n consecutive words of slice s can go: (address, index of the free range or -1 for the end), the
+        lowest released range first if `reuse` (tensors the program writes; words in the MEM image never move
+        below the end, which only grows); (None, None) when nowhere."""
+        bw, W = self.cfg.bank_words, self.cfg.mem_words
+
+        def fit(a):
+            return (a // bw + 1) * bw if one_bank and a // bw != (a + n - 1) // bw else a
+
+        for i, (a, ln) in enumerate(self.free_ranges[s] if reuse else ()):
+            a0 = fit(a)
+            if a0 + n <= a + ln:
+                return a0, i
+        a0 = fit(int(self.next_addr[s]))
+        return (a0, -1) if a0 + n <= W else (None, None)
+
+    def _take(self, s: int, a0: int, n: int, where: int) -> None:
+        if where < 0:
+            self.next_addr[s] = a0 + n
+            return
+        a, ln = self.free_ranges[s].pop(where)
+        rest = [[a, a0 - a], [a0 + n, a + ln - a0 - n]]
+        self.free_ranges[s][where:where] = [r for r in rest if r[1] > 0]
+        self.free_words[s] -= n
+
+    def release(self, name: str) -> None:
+        """The tensor's words may hold new tensors: each may be written again once its last Read has issued."""
+        lay = self.sched.tensors[name].layout
+        ready = np.repeat(self.ready[name][..., None], lay.slice.shape[-1], -1)
+        ready = np.where(ready >= 1 << 59, 0, ready)
+        by_slice: dict[int, list[int]] = {}
+        for s, a, r in zip(lay.slice.reshape(-1).tolist(), lay.addr.reshape(-1).tolist(), ready.reshape(-1).tolist()):
+            self.free_at[(s, a)] = max(r, self.last_read.get((s, a), 0))
+            by_slice.setdefault(s, []).append(a)
+        for s, addrs in by_slice.items():
+            ranges = self.free_ranges[s] + [[a, 1] for a in addrs]
+            ranges.sort()
+            merged = [ranges[0]]
+            for a, ln in ranges[1:]:
+                if a == merged[-1][0] + merged[-1][1]:
+                    merged[-1][1] += ln
+                else:
+                    merged.append([a, ln])
+            self.free_ranges[s] = merged
+            self.free_words[s] = sum(ln for _, ln in merged)
+
     def _capacity(self, name, need_words):
         cfg = self.cfg
-        used = int(self.next_addr.sum()) * cfg.n_lanes
+        used = sum(self.used(s) for s in range(cfg.n_mem)) * cfg.n_lanes
         raise CapacityError(
             f"the model does not fit the SRAM of {cfg.name}: placing {name} needs {need_words * cfg.n_lanes} more "
             f"bytes; {used} of {cfg.sram_bytes} bytes are already used ({cfg.n_mem} slices x {cfg.mem_words} "
@@ -261,6 +322,10 @@ class Builder:
         t = t0
         for v, ps in zip(srcs, src_pos):
             t = max(t, v.ready + dR + max(abs(p - pos_u) for p in ps))
+        for (s, a), p in zip(dst or (), dst_pos):  # a reused word: commit after its last value's last Read
+            fa = self.free_at.get((s, a))
+            if fa is not None:
+                t = max(t, fa + 1 - delay - abs(p - pos_u) - self.dW)
         start = t
         # the MEM accesses, by their cycle relative to the unit's issue cycle
         acc = [(s, -dR - abs(p - pos_u), "Read", a) for v, ps in zip(srcs, src_pos) for (s, a), p in zip(v.words, ps)]
@@ -319,7 +384,9 @@ class Builder:
         for v, ps, d, base in zip(srcs, src_pos, src_dir, bases):
             writers = v.writers
             for b, ((s, a), p) in enumerate(zip(v.words, ps)):
-                ri = self._put_mem(s, t - dR - abs(p - pos_u), I("Read", (a, stream(d, base + b))))
+                tr = t - dR - abs(p - pos_u)
+                ri = self._put_mem(s, tr, I("Read", (a, stream(d, base + b))))
+                self.last_read[(s, a)] = max(tr, self.last_read.get((s, a), 0))
                 if b < len(writers) and writers[b] >= 0:
                     self._link(ri, -1, int(writers[b]))
                 reads.append((ri, d * S + base + b))

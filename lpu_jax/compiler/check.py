@@ -263,8 +263,9 @@ def check_schedule(sched: Schedule) -> None:
 
 
 def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
-    """SRAM banks and words: addresses in range, one access per bank and cycle, one Write per word, Reads after
-    the Writes they are linked to (links [(consumer, -1, producer)]), every output word written."""
+    """SRAM banks and words: addresses in range, one access per bank and cycle, Reads after the Writes they are
+    linked to (links [(consumer, -1, producer)]) and seeing them (a word is reused only after its previous value's
+    last Read; a Read of the MEM image comes before every Write of the word), every output word written."""
     cfg, instrs = sched.cfg, sched.instrs
     words, bank_words, d_write = cfg.mem_words, cfg.bank_words, cfg.delay("Write")
     slice_of = {f"MEM.{n}": s for s, n in enumerate(cfg.mem_names)}
@@ -282,7 +283,7 @@ def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
     n_at, n_banks = int(at.max(initial=0) - at.min(initial=0)) + 1, -(-words // bank_words)
     bank_rep = _first_repeat((s * n_banks + a_in // bank_words) * n_at + at - at.min(initial=0))
     wpos = np.flatnonzero(write)
-    word_rep = _first_repeat(s[wpos] * words + a_in[wpos])
+    word_rep = _first_repeat((s[wpos] * words + a_in[wpos]) * n_at + at[wpos] - at.min(initial=0))
     k = min(
         int(np.argmax(outside)) if outside.any() else len(a),
         bank_rep[0] if bank_rep else len(a),
@@ -297,7 +298,7 @@ def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
                 f"{where(i)} and {where(int(idx[bank_rep[1]]))} use SRAM bank {ak // bank_words} of slice "
                 f"{cfg.mem_names[sk]} in the same cycle {int(at[k])}"
             )
-        raise ScheduleError(f"{where(i)} writes word {ak} of slice {cfg.mem_names[sk]} a second time")
+        raise ScheduleError(f"{where(i)} writes word {ak} of slice {cfg.mem_names[sk]} twice in one cycle")
     # Reads after the Writes that commit their words: in the order a dict of the links keeps them
     ml = links[links[:, 1] == -1]
     consumers, producers = _last_per_key(ml[:, 0], ml[:, 2])
@@ -307,6 +308,25 @@ def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
     if early.any():
         k = int(np.flatnonzero(early)[first_at[early].argmin()])
         raise ScheduleError(f"{where(int(consumers[k]))} reads before {where(int(producers[k]))} commits the word")
+    # every Read sees its linked Write: the last to commit by the Read's cycle (commits come first in a cycle)
+    key, base = s * words + a_in, at.min(initial=0)
+    wk = key[write] * n_at + at[write] - base
+    order = np.argsort(wk, kind="stable")
+    wk, widx = wk[order], idx[write][order]
+    rsel = ~write
+    rkey, rcyc, ridx = key[rsel], cyc[rsel], idx[rsel]
+    j = np.searchsorted(wk, rkey * n_at + np.clip(rcyc - base, -1, n_at - 1), "right") - 1
+    jc = np.clip(j, 0, max(len(wk) - 1, 0))
+    seen = np.where((j >= 0) & (len(wk) > 0) & (wk[jc] // n_at == rkey) & (rcyc >= base), widx[jc] if len(wk) else -1, -1)
+    want = np.full(len(instrs), -1, np.int64)
+    want[consumers] = producers
+    bad = np.flatnonzero(seen != want[ridx])
+    if len(bad):
+        r = int(bad[0])
+        i, w, g = int(ridx[r]), int(want[ridx[r]]), int(seen[r])
+        if w < 0:
+            raise ScheduleError(f"{where(i)} reads the MEM image, but {where(g)} has already written the word")
+        raise ScheduleError(f"{where(i)} expects the word {where(w)} wrote, but {where(g)} overwrote it")
     written = np.unique(s[write] * words + a[write])
     for name in sched.outputs:
         lay = sched.tensors[name].layout

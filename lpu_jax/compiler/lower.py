@@ -13,6 +13,7 @@ docs/numerics.md gives the numbers each primitive must produce; docs/compiler.md
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import types
@@ -31,7 +32,8 @@ _LAYOUT_PRIMS = (
     "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "dynamic_slice", "gather",
     "concatenate", "rev",
 )
-_F = {"float32": "f32", "float16": "f16", "int8": "i8", "int32": "i32", "uint8": "u8", "int16": "i16"}
+_F = {"float32": "f32", "float16": "f16", "int8": "i8", "int32": "i32", "uint8": "u8", "int16": "i16", "bool": "i32"}
+"""JAX dtype -> the chip's element type. A bool is held as an int32 1 or 0 (what the VXM's compares write)."""
 
 
 class LoweringError(NotImplementedError):
@@ -139,6 +141,11 @@ class Lowering:
         self._weights: dict = {}
         self._params: dict = {}
         self.zero_words: dict = {}  # slice -> tiles.Row: a zero byte word in that slice
+        self.refs: collections.Counter = collections.Counter()  # tensor -> live variables referring to it
+        self.pinned: set = set()  # tensors kept to the end (cached results)
+        self.released: set = set()
+        self._unreferenced: list = []
+        self._swept = 0
         self.source = ""
 
     # ------------------------------------------------------------------ names, constants, parameters
@@ -160,6 +167,8 @@ class Lowering:
         if v.tensor is not None:
             return v
         c = np.asarray(v.const)
+        if c.dtype == np.bool_:
+            c = c.astype(np.int32)
         dt = _F.get(str(c.dtype))
         if dt is None:
             raise self.err(f"a {c.dtype} value cannot be placed on the chip")
@@ -248,21 +257,64 @@ class Lowering:
         return out if isinstance(out, list) else [out]
 
     def _run_inner(self, jaxpr, consts, args):
+        """Lower the equations in order. Memory: every tensor counts the live variables that refer to it; after
+        each equation the temporaries nothing refers to any more are released (`sweep`), so their words can hold
+        later tensors. The caller binds the results before the next sweep."""
+        Literal = jax.extend.core.Literal
         env: dict = {}
+        last: dict = {}  # variable -> index of the last equation that reads it
+        for i, e in enumerate(jaxpr.eqns):
+            for a in e.invars:
+                if not isinstance(a, Literal):
+                    last[a] = i
+        keep = {a for a in jaxpr.outvars if not isinstance(a, Literal)}
 
         def read(a):
-            return _const(a.val) if isinstance(a, jax.extend.core.Literal) else env[a]
+            return _const(a.val) if isinstance(a, Literal) else env[a]
+
+        def bind(var, v):
+            env[var] = v
+            if v.tensor is not None:
+                self.refs[v.tensor] += 1
+
+        def drop(var):
+            v = env.pop(var)
+            if v.tensor is not None:
+                self.refs[v.tensor] -= 1
+                if self.refs[v.tensor] == 0:
+                    self._unreferenced.append(v.tensor)
 
         for var, c in zip(jaxpr.constvars, consts):
-            env[var] = c
+            bind(var, c)
         for var, v in zip(jaxpr.invars, args):
-            env[var] = v
-        for e in jaxpr.eqns:
+            bind(var, v)
+        for i, e in enumerate(jaxpr.eqns):
             ins = [read(a) for a in e.invars]
             self.source = source_of(e)
             for var, v in zip(e.outvars, self.eqn(e, ins)):
-                env[var] = v
-        return [read(a) for a in jaxpr.outvars]
+                bind(var, v)
+            for a in {a for a in (*e.invars, *e.outvars) if not isinstance(a, Literal)}:
+                if a in env and last.get(a, -1) <= i and a not in keep:
+                    drop(a)
+            self.sweep()
+        out = [read(a) for a in jaxpr.outvars]
+        for var in list(env):
+            drop(var)
+        return out
+
+    def sweep(self) -> None:
+        """Release the temporaries made since the last sweep, or left without references, that nothing refers
+        to (values are bound to variables; cached results are pinned)."""
+        b = self.b
+        cands = b.created[self._swept :] + self._unreferenced
+        self._swept = len(b.created)
+        self._unreferenced = []
+        for name in cands:
+            info = b.sched.tensors.get(name)
+            if info is not None and info.role == "temp" and self.refs[name] == 0 and name not in self.pinned:
+                if name not in self.released:
+                    self.released.add(name)
+                    b.release(name)
 
     # ------------------------------------------------------------------ element-wise
     _KEEPS_ZERO = {"add", "sub", "mul", "max", "min", "tanh", "convert", "select"}
@@ -391,6 +443,43 @@ class Lowering:
         pend = dict(v.pending)
         pend[which] = bound
         return dataclasses.replace(v, pending=pend)
+
+    def compare(self, eqn, op, x, y):
+        """x op y for float32 or int32 operands: an int32 1 or 0 per element (the jaxpr's bool)."""
+        dts = {v.dtype for v in (x, y)}
+        if len(dts) != 1 or dts & {"f16", "i8", "u8", "i16"}:
+            raise self.err(f"comparison `{op}` of {sorted(dts)} is not supported (float32 or int32 operands)")
+        self.b.begin(op, self.source)
+        return self.elementwise(op, f"{op}.{dts.pop()}", [x, y], "i32", eqn.outvars[0].aval.shape)
+
+    def p_lt(self, eqn, x, y):
+        return self.compare(eqn, "lt", x, y)
+
+    def p_le(self, eqn, x, y):
+        return self.compare(eqn, "le", x, y)
+
+    def p_gt(self, eqn, x, y):
+        return self.compare(eqn, "gt", x, y)
+
+    def p_ge(self, eqn, x, y):
+        return self.compare(eqn, "ge", x, y)
+
+    def p_eq(self, eqn, x, y):
+        return self.compare(eqn, "eq", x, y)
+
+    def p_ne(self, eqn, x, y):
+        return self.compare(eqn, "ne", x, y)
+
+    def p_select_n(self, eqn, pred, *cases):
+        """select_n(p, a, b): b where p, else a (a bool p; `select.T` on 4-byte types, whose predicate is the
+        compare's int32 1 or 0)."""
+        if len(cases) != 2 or _F.get(str(eqn.invars[0].aval.dtype)) != "i32" or str(eqn.invars[0].aval.dtype) != "bool":
+            raise self.err("select_n is supported with a bool predicate and two cases (jnp.where)")
+        dt = _F.get(str(eqn.outvars[0].aval.dtype))
+        if dt not in ("f32", "i32"):
+            raise self.err(f"select of {dt} values is not supported (float32 or int32)")
+        self.b.begin("select", self.source)
+        return self.elementwise("select", f"select.{dt}", [pred, cases[1], cases[0]], dt, eqn.outvars[0].aval.shape)
 
     def p_convert_element_type(self, eqn, x):
         to = _F.get(str(eqn.params["new_dtype"]))
@@ -615,11 +704,11 @@ class Lowering:
         self.b.alloc(t, (rows, self.cfg.n_lanes), dtype, "temp", side=side)
         return t
 
-    def _vxm_new(self, mnemonic, srcs, what) -> Vec:
-        """One VXM job into a fresh one-vector scratch tensor; returns the result as a Vec."""
+    def _vxm_new(self, mnemonic, srcs, what, side=None) -> Vec:
+        """One VXM job into a fresh one-vector scratch tensor (in hemisphere `side` if given); returns it."""
         b = self.b
         dt = mnemonic.split(".")[-1]
-        t = self._scratch(dt)
+        t = self._scratch(dt, side=side)
         _, _, ws, end = b.vxm(mnemonic, srcs, b.out_words(t, 0, 0), f"{what} at {self.source}")
         b.done(t, 0, 0, end, ws)
         return b.vec(t, 0, 0)
@@ -746,15 +835,12 @@ class Lowering:
         return v, T, H, dh
 
     def transposed_rows(self, v: Val, R: int, what: str) -> str:
-        """The tensor Y [width, R] = (v's rows 0..R-1)^T (cached per value)."""
-        key = ("T", v.tensor, np.asarray(v.rows).tobytes())
-        if key not in self._consts:
-            self.b.begin("transpose", self.source, shape=(R, v.width))
-            rows = np.asarray(v.rows).reshape(-1)
-            self._consts[key] = tiles.transpose(
-                self, lambda i, J: self.b.vec(v.tensor, int(rows[i]), J), R, v.width, v.dtype, f"{what} at {self.source}"
-            )
-        return self._consts[key]
+        """The tensor Y [width, R] = (v's rows 0..R-1)^T."""
+        self.b.begin("transpose", self.source, shape=(R, v.width))
+        rows = np.asarray(v.rows).reshape(-1)
+        return tiles.transpose(
+            self, lambda i, J: self.b.vec(v.tensor, int(rows[i]), J), R, v.width, v.dtype, f"{what} at {self.source}"
+        )
 
     def attention_scores(self, q: Val, k: Val, f16: bool, out_dt: str) -> Val:
         """s[h, i, j] = q[i, h, :] . k[j, h, :], kept transposed: rows (h, j), lanes i (the softmax over j then
@@ -869,6 +955,7 @@ class Lowering:
                     end = max(end, e)
                 b.done(rep.tensor, i, 0, end, writes)
             self._consts[key] = rep.tensor
+            self.pinned.add(rep.tensor)  # shared by every later use (the key bias of each layer)
         rows = inv.reshape(pairs.shape[:-1])
         return Val(self._consts[key], v.shape, v.dtype, rows, "rep", ld=ld, nl=nl)
 
@@ -921,12 +1008,14 @@ class Lowering:
             v = self._vxm_new("min.i32", [v, b.vec(i32(V - 1), 0, 0)], "ids clamp")
             parts = []  # per chunk: [tile][byte] -> Vec of the gathered byte
             for tname, r0, rows, a0 in chunks:
-                a = self._vxm_new("add.i32", [v, b.vec(i32(a0 + 1 - r0), 0, 0)], "row address")
-                if r0 > 0 or r0 + rows < V:  # ids outside this chunk read one of its zero words
-                    a = self._vxm_new("max.i32", [a, b.vec(i32(a0), 0, 0)], "row address clamp")
-                    a = self._vxm_new("min.i32", [a, b.vec(i32(a0 + rows + 1), 0, 0)], "row address clamp")
-                amap = Vec([a.words[lo], a.words[hi]], a.ready, a.writers[lo : hi + 1])
                 lay = b.sched.tensors[tname].layout
+                other = 1 - b.side_of(int(lay.slice[0, 0, 0]))  # the map's bytes reach every slice of the chunk
+                clamp = r0 > 0 or r0 + rows < V  # ids outside this chunk read one of its zero words
+                a = self._vxm_new("add.i32", [v, b.vec(i32(a0 + 1 - r0), 0, 0)], "row address", None if clamp else other)
+                if clamp:
+                    a = self._vxm_new("max.i32", [a, b.vec(i32(a0), 0, 0)], "row address clamp")
+                    a = self._vxm_new("min.i32", [a, b.vec(i32(a0 + rows + 1), 0, 0)], "row address clamp", other)
+                amap = Vec([a.words[lo], a.words[hi]], a.ready, a.writers[lo : hi + 1])
                 banks = sorted({a0 // cfg.bank_words * cfg.bank_words, (a0 + rows + 1) // cfg.bank_words * cfg.bank_words})
                 got = []
                 for t in range(T):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+import numpy as np
+
 from .. import isa
 from .schedule import Schedule
 
@@ -69,10 +71,15 @@ def make_report(sched: Schedule, compile_seconds: float = 0.0) -> Report:
     peak = cfg.n_planes * L * L
     mac_util = slots / (peak * cycles) if peak else 0.0
     h = cfg.mem_per_hemisphere
-    side = {"W": 0, "E": 0}
-    for t in sched.tensors.values():
-        for s in t.layout.slice.reshape(-1):
-            side["W" if s < h else "E"] += L
+    side = {"W": 0, "E": 0}  # distinct words: a word that held several tensors in turn counts once
+    words = np.unique(
+        np.concatenate(
+            [(t.layout.slice.astype(np.int64) * cfg.mem_words + t.layout.addr).reshape(-1) for t in sched.tensors.values()]
+            or [np.zeros(0, np.int64)]
+        )
+    )
+    for s in words // cfg.mem_words:
+        side["W" if s < h else "E"] += L
     side["total"] = side["W"] + side["E"]
     side["capacity"] = cfg.sram_bytes
     # critical path: from the op that ends last, back through the op it depends on that ends last

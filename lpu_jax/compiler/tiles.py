@@ -16,7 +16,6 @@ zero) and by the softmax probabilities.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -101,9 +100,10 @@ def alloc_table(low, name: str, value: np.ndarray) -> list[tuple[str, int, int, 
     w, T = dtype_by_name(dt).width, math.ceil(D / cfg.n_lanes)
     chunks, r0, taken = [], 0, set()
     while r0 < V:
-        # the emptiest slices, alternating between the hemispheres (the table must not fill one of them)
-        by_side = [sorted((s for s in side if s not in taken), key=lambda s: b.next_addr[s]) for side in b.sides]
-        free = [s for pair in itertools.zip_longest(*by_side) for s in pair if s is not None][: T * w]
+        # the emptiest slices of one hemisphere, the chunks alternating between them (the table must not fill
+        # one; a chunk's gathers take their address from the other)
+        side = b.sides[len(chunks) % 2]
+        free = sorted((s for s in side if s not in taken), key=lambda s: b.next_addr[s])[: T * w]
         a0 = int(max(b.next_addr[free])) if len(free) == T * w else cfg.mem_words
         n = min(V - r0, cfg.mem_words - a0 - 2)
         if n < 1:
@@ -153,12 +153,13 @@ def transpose(low, row_vec, R: int, C: int, dtype: str, what: str) -> str:
                 # 2. gather each output row into B, 3. permute it into Y
                 r0 = np.arange(rows_out)
                 gvals = (base + (r0[:, None] - np.arange(L)[None, :]) % L).astype(np.int16)
-                gmap = low.on_chip(low.const_val(gvals))
+                gmap = low.name("gmap")  # in the other hemisphere: its two bytes reach the scratch slice together
+                b.alloc(gmap, gvals.shape, "i16", "const", gvals, side=1 - b.side_of(ss))
                 bt = low.name("gath")
                 b.alloc(bt, (rows_out, L), "i8", "temp")
                 for r in range(rows_out):
                     _, gi, ws, end = gather_job(
-                        low, ss, b.vec(gmap.tensor, r, 0), b.out_words(bt, r, 0), [base], f"{what} (gather)", ready
+                        low, ss, b.vec(gmap, r, 0), b.out_words(bt, r, 0), [base], f"{what} (gather)", ready
                     )
                     if last >= 0:
                         b._link(gi, -1, last)
