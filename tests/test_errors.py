@@ -71,13 +71,13 @@ def test_bad_mem_image():
 
 
 def test_cli_bad_input_exits_non_zero_with_one_line(capsys):
-    assert main(["demo", "--vectors", "0"]) == 2
+    assert main(["fma", "--vectors", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["lpu-jax demo: error: relu_fma needs at least one vector, got 0"]
-    assert main(["demo", "--vectors", "9000"]) == 2
+    assert err == ["lpu-jax fma: error: relu_fma needs at least one vector, got 0"]
+    assert main(["fma", "--vectors", "9000"]) == 2
     assert (
         capsys.readouterr().err.strip()
-        == "lpu-jax demo: error: relu_fma: 9000 vectors do not fit in a MEM slice of 8192 words"
+        == "lpu-jax fma: error: relu_fma: 9000 vectors do not fit in a MEM slice of 8192 words"
     )
     with pytest.raises(SystemExit) as e:
         main(["frobnicate"])
@@ -92,7 +92,7 @@ def test_cli_gemm_reports_and_checks(capsys):
     assert capsys.readouterr().err.strip() == "lpu-jax gemm: error: gemm: M must be a positive int, got 0"
 
 
-def test_cli_demo_runs_and_checks_against_numpy(capsys):
-    assert main(["demo", "--vectors", "2"]) == 0
+def test_cli_fma_runs_and_checks_against_numpy(capsys):
+    assert main(["fma", "--vectors", "2"]) == 0
     out = capsys.readouterr().out
     assert "bit-exact" in out and "cycles" in out and "latency" in out
