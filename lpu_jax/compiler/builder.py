@@ -257,8 +257,7 @@ class Builder:
         return self._record(queue, cycle, ins)
 
     def _put_mem(self, s: int, cycle: int, ins: isa.Instruction) -> int:
-        self.res.tl.place_mem(s, cycle, ins)  # and its bank
-        return self._record(f"MEM.{self.cfg.mem_names[s]}", cycle, ins)
+        return self._record(self.res.tl.place_mem(s, cycle, ins), cycle, ins)  # and its bank
 
     def _record(self, queue: str, cycle: int, ins: isa.Instruction) -> int:
         """Add a placed instruction to the schedule (and its cycle to the current op's span); returns its index."""
@@ -334,15 +333,15 @@ class Builder:
             acc.append((unit_mem[0][0], 0, unit_mem[0][1], unit_mem[0][2]))
         if not self._mem_ok(acc):  # two accesses that collide whatever the cycle
             raise SchedulingError(f"no cycle found for {what} within {_MAX_WAIT} cycles of {start}")
-        # What must be free at t + offset, besides a unit queue: the `after` queues, the MEM queues and banks. No
-        # instruction issues before cycle 0.
+        # What must be free at t + offset, besides a unit queue: the `after` queues, the MEM accesses' queues and
+        # banks. No instruction issues before cycle 0.
         waits = [(tl.queue_map(aq), off) for aq, off, _ in after] + self._mem_waits(acc)
         waits += [(tl.bank_map(s, a), tl._bank_use(s, 0, m, a)[3]) for s, m, a in unit_mem[1:]]
         t = max(t, 0, *(-off for _, off, _ in after), *(-off for _, off, _, _ in acc))
         unit_maps = [tl.queue_map(q) for q in queues]
         ports = [port(q) for q in queues] if port is not None else None
-        # The first cycle where everything is free. Each MEM queue, bank and `after` queue says from which cycle on
-        # it is free (`first_free`): the search goes round them, moving t there, until a whole round finds all of
+        # The first cycle where everything is free. Each MEM access and `after` queue says from which cycle on it
+        # is free (`first_free`): the search goes round them, moving t there, until a whole round finds all of
         # them free at t; then a unit queue (the first free one, as `next_free` says), the output port and the
         # stream flights, the last two a cycle at a time. It finds the cycle that trying every one in turn finds.
         n = len(waits)
@@ -458,14 +457,10 @@ class Builder:
         return len(slots) == len(banks) == len(acc)
 
     def _mem_waits(self, acc) -> list:
-        """For the MEM accesses acc [(slice, offset from the issue cycle, mnemonic, addr)] of one job: the
-        occupancy map (`Timeline.queue_map` / `bank_map`) and offset of each one's MEM queue and of its bank."""
-        tl, names = self.res.tl, self.cfg.mem_names
-        waits = []
-        for s, off, m, a in acc:
-            waits.append((tl.queue_map(f"MEM.{names[s]}"), off))
-            waits.append((tl.bank_map(s, a), tl._bank_use(s, off, m, a)[3]))
-        return waits
+        """For the MEM accesses acc [(slice, offset from the issue cycle, mnemonic, addr)] of one job: the cycles
+        each cannot issue in (`Timeline.mem_slots`: its queue or its bank taken) and its offset."""
+        mem_slots = self.res.tl.mem_slots
+        return [(mem_slots(s, m, a), off) for s, off, m, a in acc]
 
     def _claim(self, d, ps, pos_u, t, align: bool):
         """Reserve the lowest stream base (a multiple of the width if `align`) whose streams base + b are free for

@@ -16,6 +16,7 @@ when it reads its stream operands. Then it checks that
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 import numpy as np
@@ -155,6 +156,11 @@ def flows(cfg, queue: str, cycle: int, ins: isa.Instruction):
     return [tuple(x) for x in em[:, :3].tolist()], [tuple(x) for x in rd[:, :3].tolist()]
 
 
+def _int_rows(rows, width: int) -> np.ndarray:
+    """int64 [len(rows), width] from a list of tuples of ints (faster than np.array on a list of tuples)."""
+    return np.fromiter(itertools.chain.from_iterable(rows), np.int64, len(rows) * width).reshape(-1, width)
+
+
 def _first_repeat(keys: np.ndarray) -> tuple[int, int] | None:
     """The first position whose key occurs at an earlier position, and that earlier (first) position; or None."""
     if len(keys) < 2:
@@ -225,7 +231,7 @@ def check_schedule(sched: Schedule) -> None:
     if error is not None:
         raise error
     # streams: every read finds its linked producer, the nearest landing at or upstream of it on its diagonal
-    links = np.array(sched.links, np.int64).reshape(-1, 3)
+    links = _int_rows(sched.links, 3)
     sl = links[links[:, 1] >= 0]
     rs, rp, rc, ri = rd.T
     n_sid = int(max(sl[:, 1].max(initial=0), rs.max(initial=0), s.max(initial=0), 2 * S)) + 1
@@ -275,7 +281,7 @@ def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
         for i, p in enumerate(instrs)
         if p.ins.mnemonic in ("Read", "Write") and p.queue in slice_of
     ]
-    idx, s, a, cyc, write = np.array(mem, np.int64).reshape(-1, 5).T
+    idx, s, a, cyc, write = _int_rows(mem, 5).T
     write = write.astype(bool)
     outside = (a < 0) | (a >= words)
     a_in = np.clip(a, 0, words - 1)  # an address outside is refused before its bank or word counts

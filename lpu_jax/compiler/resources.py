@@ -21,9 +21,12 @@ def diagonal(direction: int, position: int, cycle: int) -> int:
     return cycle - position if direction == 0 else cycle + position
 
 
-def _overlaps(taken: tuple[tuple[int, int], ...] | None, lo: int, hi: int) -> bool:
+def _overlaps(taken: tuple[tuple[int, int], ...], lo: int, hi: int) -> bool:
     """Whether any interval in `taken` overlaps lo..hi."""
-    return bool(taken) and any(y >= lo and x <= hi for x, y in taken)
+    for x, y in taken:
+        if y >= lo and x <= hi:
+            return True
+    return False
 
 
 class Resources:
@@ -65,7 +68,8 @@ class Resources:
     def flight_free(self, sid: int, diag: int, lo: int, hi: int) -> bool:
         """Whether stream `sid` is free on diagonal `diag` over positions lo..hi (inclusive)."""
         row = self._flights.get((sid // self._S, diag))
-        return row is None or not _overlaps(row[sid % self._S], lo, hi)
+        taken = row[sid % self._S] if row is not None else None
+        return not (taken and _overlaps(taken, lo, hi))
 
     def reserve_flight(self, sid: int, diag: int, lo: int, hi: int) -> None:
         direction, i = divmod(sid, self._S)
@@ -81,12 +85,14 @@ class Resources:
         none."""
         row, w = self._row(direction, diag), len(spans)
         for base in range(0, self._S - w + 1, step):
-            group = row[base : base + w]
-            if any(group) and any(_overlaps(taken, lo, hi) for taken, (lo, hi) in zip(group, spans)):
-                continue
             for b, (lo, hi) in enumerate(spans):
-                self._reserve(direction, diag, row, base + b, lo, hi)
-            return base
+                taken = row[base + b]
+                if taken and _overlaps(taken, lo, hi):
+                    break
+            else:
+                for b, (lo, hi) in enumerate(spans):
+                    self._reserve(direction, diag, row, base + b, lo, hi)
+                return base
         return None
 
     # ------------------------------------------------------------------ ports

@@ -24,8 +24,23 @@ class TimelineError(ValueError):
     """Two instructions on one queue in one cycle, or a resource reserved twice."""
 
 
+_STRIDED: dict[str, bool] = {}  # mnemonic -> whether its field 1 can advance under a Repeat
+_OCCUPANCY: dict[str, int] = {}  # mnemonic -> isa.occupancy
+
+
+def _occupancy(mnemonic: str) -> int:
+    occ = _OCCUPANCY.get(mnemonic)
+    if occ is None:
+        occ = _OCCUPANCY[mnemonic] = isa.occupancy(mnemonic)
+    return occ
+
+
 def _strided(ins: isa.Instruction) -> bool:
-    return isa.opcode(ins.mnemonic) in isa.STRIDED
+    m = ins.mnemonic
+    strided = _STRIDED.get(m)
+    if strided is None:
+        strided = _STRIDED[m] = isa.opcode(m) in isa.STRIDED
+    return strided
 
 
 def first_free(taken: dict[int, int], cycle: int) -> int:
@@ -54,7 +69,10 @@ class Timeline:
     `events[queue]`: cycle -> instruction. The occupancy of every queue (`_busy[queue]`) and of every SRAM bank
     (`_banks[(slice, bank)]`) is a skip map of its taken cycles (`first_free`): membership says whether a cycle
     is taken, and `first_free` finds the first free cycle from any cycle in about one step (`next_free`;
-    `queue_map` and `bank_map` hand the maps to a scheduler's own search)."""
+    `queue_map` and `bank_map` hand the maps to a scheduler's own search). For a scheduler that places MEM
+    accesses, `mem_slots` keeps one more map per (slice, bank, bank delay) on request: the cycles an access
+    cannot issue in, because of its queue or its bank; `_slot_views[queue]` lists those of a MEM queue, and
+    every placement and bank reservation updates them."""
 
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
@@ -63,6 +81,7 @@ class Timeline:
         self._busy: dict[str, dict[int, int]] = defaultdict(dict)
         self._banks: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
         self._reserved: set = set()  # reserved resources other than SRAM banks
+        self._slot_views: dict[str, list[tuple[int, int, dict[int, int]]]] = {}  # MEM queue -> [(bank, delay, map)]
         self._mem_q = [f"MEM.{n}" for n in cfg.mem_names]
         self._bank_words = cfg.bank_words
         self._d_write = cfg.delay("Write")
@@ -95,13 +114,18 @@ class Timeline:
         """Issue `ins` on `queue` at `cycle`. Raises TimelineError if the queue is taken then."""
         if queue not in self._names:
             raise TimelineError(f"unknown queue {queue!r} for {self.cfg.name}")
-        occ = isa.occupancy(ins.mnemonic)
+        occ = _occupancy(ins.mnemonic)
         busy = self._busy[queue]
         if cycle < 0 or cycle in busy or (occ > 1 and not self.free(queue, cycle, occ)):
             raise TimelineError(f"{queue} is already busy at cycle {cycle} (placing `{ins}`)")
         self.events[queue][cycle] = ins
-        for c in range(cycle, cycle + occ):
+        busy[cycle] = cycle + 1
+        for c in range(cycle + 1, cycle + occ):
             busy[c] = c + 1
+        for _, _, slots in self._slot_views.get(queue, ()):
+            for c in range(cycle, cycle + occ):
+                if c not in slots:
+                    slots[c] = c + 1
 
     def taken(self, key) -> bool:
         if _is_bank(key):
@@ -113,15 +137,39 @@ class Timeline:
         if self.taken(key):
             raise TimelineError(f"resource {key} reserved twice")
         if _is_bank(key):
-            self._banks[(key[1], key[2])][key[3]] = key[3] + 1
+            self._take_bank(*key[1:])
         else:
             self._reserved.add(key)
+
+    def _take_bank(self, s: int, bank: int, at: int) -> None:
+        self._banks[(s, bank)][at] = at + 1
+        for b, delay, slots in self._slot_views.get(self._mem_q[s], ()):
+            if b == bank and at - delay not in slots:
+                slots[at - delay] = at - delay + 1
 
     # ------------------------------------------------------------------ MEM accesses
     def _bank_use(self, s: int, t: int, mnemonic: str, addr: int):
         """The (slice, bank, cycle) an access uses: a Read/Gather at its issue, a Write/Scatter at its commit."""
-        at = t + (self._d_write if mnemonic == "Write" else self._d_scatter if mnemonic == "Scatter" else 0)
-        return ("bank", s, addr // self._bank_words, at)
+        return ("bank", s, addr // self._bank_words, t + self._bank_delay(mnemonic))
+
+    def _bank_delay(self, mnemonic: str) -> int:
+        return self._d_write if mnemonic == "Write" else self._d_scatter if mnemonic == "Scatter" else 0
+
+    def mem_slots(self, s: int, mnemonic: str, addr: int) -> dict[int, int]:
+        """The cycles in which `mnemonic` on word `addr` of MEM slice s cannot issue (where `mem_free` is False,
+        negative cycles aside) as a skip map (`first_free`): the taken cycles of the slice's queue, and those whose
+        bank use falls on a taken cycle of the bank. Kept up to date from then on; read it, never change it."""
+        bank, delay = addr // self._bank_words, self._bank_delay(mnemonic)
+        views = self._slot_views.setdefault(self._mem_q[s], [])
+        for b, d, slots in views:
+            if b == bank and d == delay:
+                return slots
+        slots = {c: c + 1 for c in self._busy[self._mem_q[s]]}
+        for at in self._banks[(s, bank)]:
+            if at - delay not in slots:
+                slots[at - delay] = at - delay + 1
+        views.append((bank, delay, slots))
+        return slots
 
     def bank_map(self, s: int, addr: int) -> dict[int, int]:
         """The occupancy (skip map, `first_free`) of the SRAM bank of slice s holding word `addr`: read it, never
@@ -133,15 +181,17 @@ class Timeline:
         free then, and so is the bank in the cycle the access uses it (no bank conflict)."""
         return t >= 0 and self.free(self._mem_q[s], t) and not self.taken(self._bank_use(s, t, mnemonic, addr))
 
-    def place_mem(self, s: int, t: int, ins: isa.Instruction, addr: int | None = None) -> None:
-        """Issue a MEM instruction on slice s at t and reserve its bank (`addr`: default the Read/Write address)."""
+    def place_mem(self, s: int, t: int, ins: isa.Instruction, addr: int | None = None) -> str:
+        """Issue a MEM instruction on slice s at t and reserve its bank (`addr`: default the Read/Write address).
+        Returns the queue's name."""
         a = ins.operands[0] if addr is None else addr
-        self.place(self._mem_q[s], t, ins)
-        _, _, bank, at = key = self._bank_use(s, t, ins.mnemonic, a)
-        taken = self._banks[(s, bank)]
-        if at in taken:
-            raise TimelineError(f"resource {key} reserved twice")
-        taken[at] = at + 1
+        queue = self._mem_q[s]
+        self.place(queue, t, ins)
+        bank, at = a // self._bank_words, t + self._bank_delay(ins.mnemonic)
+        if at in self._banks[(s, bank)]:
+            raise TimelineError(f"resource {self._bank_use(s, t, ins.mnemonic, a)} reserved twice")
+        self._take_bank(s, bank, at)
+        return queue
 
     @property
     def last_cycle(self) -> int:
@@ -156,27 +206,24 @@ class Timeline:
     @staticmethod
     def _queue(events: dict[int, isa.Instruction]) -> list[isa.Instruction]:
         times = sorted(events)
+        evs = [events[t] for t in times]
+        steps = [_run_step(a, b) for a, b in zip(evs, evs[1:])]  # from each instruction to the next
+        n = len(times)
         out: list[isa.Instruction] = []
         free = 0  # the cycle the queue next fetches
         i = 0
-        while i < len(times):
-            t0, ins = times[i], events[times[i]]
-            occ = isa.occupancy(ins.mnemonic)
+        while i < n:
+            t0, ins = times[i], evs[i]
+            occ = _occupancy(ins.mnemonic)
             j = i  # extend a run i..j at interval d, stride s
-            if i + 1 < len(times):
-                d = times[i + 1] - t0
-                nxt = events[times[i + 1]]
-                s = _run_step(ins, nxt)
+            if i + 1 < n:
+                d, s = times[i + 1] - t0, steps[i]
                 if d >= occ and s is not None:
                     j = i + 1
-                    while (
-                        j + 1 < len(times)
-                        and times[j + 1] - times[j] == d
-                        and _run_step(events[times[j]], events[times[j + 1]]) == s
-                    ):
+                    while j + 1 < n and times[j + 1] - times[j] == d and steps[j] == s:
                         j += 1
                     # the Repeat holds the queue until t_j + d: the next event must not come sooner
-                    if j + 1 < len(times) and times[j + 1] < times[j] + d:
+                    if j + 1 < n and times[j + 1] < times[j] + d:
                         j -= 1
             if t0 > free:
                 out.append(isa.Instruction("NOP", (t0 - free,)))
