@@ -1,6 +1,6 @@
 """The compiler's own speed: compile a fixed set of functions and time each phase, with hashes of the results.
 
-    python scripts/bench_compile.py [--big] [--only NAME ...] [--json out.json] [--compare baseline.json]
+    python scripts/bench_compile.py [--big] [--only NAME ...] [--repeat N] [--json out.json] [--compare base.json]
 
 Cases: the functions tests/test_compiler.py compiles (LayerNorm, int8 FFN block, softmax, fp16 FFN, row sum) on
 `small()`, and an int8 FFN block (384 -> 1536 -> 384, + residual + LayerNorm) on `groqchip1()` at T=32 (and at
@@ -192,12 +192,18 @@ def hashes(compiled) -> dict:
     return {"program": prog, "layouts": lay, "links": links, "all": every}
 
 
-def bench(name: str, make) -> dict:
+def bench(name: str, make, repeat: int = 1) -> dict:
+    """Compile one case `repeat` times; the times are those of the fastest run."""
     fn, params, inputs, cfg = make()
-    with _Timed() as tm:
-        t = time.process_time()
-        c = C.compile_fn(fn, params, *inputs, cfg=cfg)
-        total = time.process_time() - t
+    best = None
+    for _ in range(repeat):
+        with _Timed() as tm:
+            t = time.process_time()
+            c = C.compile_fn(fn, params, *inputs, cfg=cfg)
+            run = (time.process_time() - t, tm.check, tm.emit, c)
+        best = run if best is None or run[0] < best[0] else best
+        del c, run
+    total, check, emit, c = best
     return {
         "case": name,
         "config": cfg.name,
@@ -205,9 +211,9 @@ def bench(name: str, make) -> dict:
         "cycles": c.cycles,
         "seconds": total,
         "wall_s": c.compile_seconds,
-        "lower_place_s": total - tm.check - tm.emit,
-        "check_s": tm.check,
-        "emit_s": tm.emit,
+        "lower_place_s": total - check - emit,
+        "check_s": check,
+        "emit_s": emit,
         "sha256": hashes(c),
     }
 
@@ -216,6 +222,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--big", action="store_true", help="also the groqchip1 FFN block at T=128 (~245k instructions)")
     ap.add_argument("--only", nargs="*", help="run only these cases")
+    ap.add_argument("--repeat", type=int, default=1, help="compile each case this many times, report the fastest")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--compare", help="a JSON from an earlier run: check that every common case's hashes match")
     args = ap.parse_args()
@@ -229,7 +236,7 @@ def main():
     )
     rows = []
     for name, make in cases.items():
-        r = bench(name, make)
+        r = bench(name, make, args.repeat)
         rows.append(r)
         print(
             f"{r['case']:<14} {r['config']:<10} {r['instructions']:>9,} {r['cycles']:>8,} {r['seconds']:>8.2f} "

@@ -236,7 +236,8 @@ class Builder:
 
     def vec(self, name: str, r: int, t: int) -> Vec:
         lay = self.sched.tensors[name].layout
-        return Vec(zip(lay.slice[r, t], lay.addr[r, t]), self.ready[name][r, t], self.writer[name][r, t])
+        words = zip(lay.slice[r, t].tolist(), lay.addr[r, t].tolist())
+        return Vec(words, int(self.ready[name][r, t]), self.writer[name][r, t].tolist())
 
     def out_words(self, name: str, r: int, t: int):
         lay = self.sched.tensors[name].layout

@@ -90,8 +90,10 @@ class Resources:
                 if taken and _overlaps(taken, lo, hi):
                     break
             else:
-                for b, (lo, hi) in enumerate(spans):
-                    self._reserve(direction, diag, row, base + b, lo, hi)
+                log = self._log
+                for i, span in enumerate(spans, base):  # `_reserve`, inline
+                    row[i] = (row[i] or ()) + (span,)
+                    log.append((direction, diag, i))
                 return base
         return None
 

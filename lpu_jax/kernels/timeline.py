@@ -114,16 +114,16 @@ class Timeline:
         """Issue `ins` on `queue` at `cycle`. Raises TimelineError if the queue is taken then."""
         if queue not in self._names:
             raise TimelineError(f"unknown queue {queue!r} for {self.cfg.name}")
-        occ = _occupancy(ins.mnemonic)
+        occ = _OCCUPANCY.get(ins.mnemonic) or _occupancy(ins.mnemonic)
         busy = self._busy[queue]
         if cycle < 0 or cycle in busy or (occ > 1 and not self.free(queue, cycle, occ)):
             raise TimelineError(f"{queue} is already busy at cycle {cycle} (placing `{ins}`)")
         self.events[queue][cycle] = ins
-        busy[cycle] = cycle + 1
-        for c in range(cycle + 1, cycle + occ):
+        cycles = (cycle,) if occ == 1 else range(cycle, cycle + occ)
+        for c in cycles:
             busy[c] = c + 1
         for _, _, slots in self._slot_views.get(queue, ()):
-            for c in range(cycle, cycle + occ):
+            for c in cycles:
                 if c not in slots:
                     slots[c] = c + 1
 
@@ -183,14 +183,27 @@ class Timeline:
 
     def place_mem(self, s: int, t: int, ins: isa.Instruction, addr: int | None = None) -> str:
         """Issue a MEM instruction on slice s at t and reserve its bank (`addr`: default the Read/Write address).
-        Returns the queue's name."""
+        Returns the queue's name. (`place` and `reserve` in one step: the queue, its slot maps and the bank are
+        updated together.)"""
         a = ins.operands[0] if addr is None else addr
         queue = self._mem_q[s]
-        self.place(queue, t, ins)
-        bank, at = a // self._bank_words, t + self._bank_delay(ins.mnemonic)
-        if at in self._banks[(s, bank)]:
-            raise TimelineError(f"resource {self._bank_use(s, t, ins.mnemonic, a)} reserved twice")
-        self._take_bank(s, bank, at)
+        busy = self._busy[queue]
+        m = ins.mnemonic
+        if t < 0 or t in busy or (_OCCUPANCY.get(m) or _occupancy(m)) != 1:
+            self.place(queue, t, ins)  # refuses it, or places an instruction that holds the queue longer
+        else:
+            self.events[queue][t] = ins
+            busy[t] = t + 1
+        bank, at = a // self._bank_words, t + self._bank_delay(m)
+        taken = self._banks[(s, bank)]
+        if at in taken:
+            raise TimelineError(f"resource {self._bank_use(s, t, m, a)} reserved twice")
+        taken[at] = at + 1
+        for b, delay, slots in self._slot_views.get(queue, ()):
+            if t not in slots:
+                slots[t] = t + 1
+            if b == bank and at - delay not in slots:
+                slots[at - delay] = at - delay + 1
         return queue
 
     @property
