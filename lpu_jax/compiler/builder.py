@@ -340,7 +340,6 @@ class Builder:
         waits += [(tl.bank_map(s, a), tl._bank_use(s, 0, m, a)[3]) for s, m, a in unit_mem[1:]]
         t = max(t, 0, *(-off for _, off, _ in after), *(-off for _, off, _, _ in acc))
         unit_maps = [tl.queue_map(q) for q in queues]
-        ports = [port(q) for q in queues] if port is not None else None
         # The first cycle where everything is free. Each MEM access and `after` queue says from which cycle on it
         # is free (`first_free`): the search goes round them, moving t there, until a whole round finds all of
         # them free at t; then a unit queue (the first free one, as `next_free` says), the output port and the
@@ -364,7 +363,7 @@ class Builder:
             if k is None:
                 t = min(tl.next_free(q, t, occupancy) for q in queues)
                 continue
-            if ports is not None and not res.port_free(ports[k], t + delay):
+            if port is not None and not res.port_free(port(queues[k]), t + delay):
                 t += 1
                 continue
             mark = res.mark()
@@ -377,7 +376,7 @@ class Builder:
             break
         q = queues[k]
         if port is not None:
-            res.reserve_port(ports[k], t + delay)
+            res.reserve_port(port(q), t + delay)
         stream = self._stream_of
         groups = [stream(d, b) for d, b in zip(src_dir, bases)]
         reads = []

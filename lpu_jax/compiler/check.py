@@ -206,11 +206,7 @@ def check_schedule(sched: Schedule) -> None:
         return f"`{p.ins}` on {p.queue} at cycle {p.cycle}"
 
     # queues: every cycle an instruction holds its queue
-    queue_id: dict[str, int] = {}
-    q = np.fromiter((queue_id.setdefault(p.queue, len(queue_id)) for p in instrs), np.int64, n)
-    cyc = np.fromiter((p.cycle for p in instrs), np.int64, n)
-    occupancy = {m: isa.occupancy(m) for m in {p.ins.mnemonic for p in instrs}}
-    occ = np.fromiter((occupancy[p.ins.mnemonic] for p in instrs), np.int64, n)
+    q, cyc, occ, mem = _instruction_table(sched)
     held = np.repeat(np.arange(n), occ)
     c = cyc[held] + np.arange(len(held)) - np.repeat(np.cumsum(occ) - occ, occ)
     rep = _first_repeat(q[held] * (c.max(initial=0) - c.min(initial=0) + 1) + c - c.min(initial=0))
@@ -264,24 +260,42 @@ def check_schedule(sched: Schedule) -> None:
             f"{where(i)} reads stream {si} expecting the value of {where(w)}, but finds "
             f"{got} (a value overwritten in flight)"
         )
-    _check_mem(sched, links, where)
+    _check_mem(sched, links, cyc, mem, where)
     _check_planes(sched, where)
 
 
-def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
+def _instruction_table(sched: Schedule):
+    """One pass over the instructions: int64 arrays of each one's queue (a number per queue), issue cycle and
+    occupancy, and [(instruction, slice, address, cycle, is a Write)] of the MEM Reads and Writes (a Gather's
+    banks are data, the builder's: Reads and Writes only)."""
+    slice_of = {f"MEM.{n}": s for s, n in enumerate(sched.cfg.mem_names)}
+    queue_id: dict[str, int] = {}
+    occupancy: dict[str, int] = {}
+    q, cyc, occ, mem = [], [], [], []
+    for i, p in enumerate(sched.instrs):
+        queue, cycle, m = p.queue, p.cycle, p.ins.mnemonic
+        k = queue_id.get(queue)
+        if k is None:
+            k = queue_id[queue] = len(queue_id)
+        o = occupancy.get(m)
+        if o is None:
+            o = occupancy[m] = isa.occupancy(m)
+        q.append(k)
+        cyc.append(cycle)
+        occ.append(o)
+        if (m == "Read" or m == "Write") and queue in slice_of:
+            mem += (i, slice_of[queue], p.ins.operands[0], cycle, m == "Write")
+    return (*(np.array(x, np.int64) for x in (q, cyc, occ)), np.array(mem, np.int64).reshape(-1, 5))
+
+
+def _check_mem(sched: Schedule, links: np.ndarray, cyc_all: np.ndarray, mem: np.ndarray, where) -> None:
     """SRAM banks and words: addresses in range, one access per bank and cycle, Reads after the Writes they are
     linked to (links [(consumer, -1, producer)]) and seeing them (a word is reused only after its previous value's
-    last Read; a Read of the MEM image comes before every Write of the word), every output word written."""
+    last Read; a Read of the MEM image comes before every Write of the word), every output word written.
+    cyc_all: every instruction's cycle; mem: the MEM Reads and Writes (`_instruction_table`)."""
     cfg, instrs = sched.cfg, sched.instrs
     words, bank_words, d_write = cfg.mem_words, cfg.bank_words, cfg.delay("Write")
-    slice_of = {f"MEM.{n}": s for s, n in enumerate(cfg.mem_names)}
-    # a Gather's banks are data (the builder's): Reads and Writes only
-    mem = [
-        (i, slice_of[p.queue], p.ins.operands[0], p.cycle, p.ins.mnemonic == "Write")
-        for i, p in enumerate(instrs)
-        if p.ins.mnemonic in ("Read", "Write") and p.queue in slice_of
-    ]
-    idx, s, a, cyc, write = _int_rows(mem, 5).T
+    idx, s, a, cyc, write = mem.T
     write = write.astype(bool)
     outside = (a < 0) | (a >= words)
     a_in = np.clip(a, 0, words - 1)  # an address outside is refused before its bank or word counts
@@ -309,7 +323,6 @@ def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
     ml = links[links[:, 1] == -1]
     consumers, producers = _last_per_key(ml[:, 0], ml[:, 2])
     first_at = np.unique(ml[:, 0], return_index=True)[1]  # the consumers' first links, in consumer order
-    cyc_all = np.fromiter((p.cycle for p in instrs), np.int64, len(instrs))
     early = cyc_all[consumers] < cyc_all[producers] + d_write
     if early.any():
         k = int(np.flatnonzero(early)[first_at[early].argmin()])
@@ -323,7 +336,9 @@ def _check_mem(sched: Schedule, links: np.ndarray, where) -> None:
     rkey, rcyc, ridx = key[rsel], cyc[rsel], idx[rsel]
     j = np.searchsorted(wk, rkey * n_at + np.clip(rcyc - base, -1, n_at - 1), "right") - 1
     jc = np.clip(j, 0, max(len(wk) - 1, 0))
-    seen = np.where((j >= 0) & (len(wk) > 0) & (wk[jc] // n_at == rkey) & (rcyc >= base), widx[jc] if len(wk) else -1, -1)
+    seen = np.where(
+        (j >= 0) & (len(wk) > 0) & (wk[jc] // n_at == rkey) & (rcyc >= base), widx[jc] if len(wk) else -1, -1
+    )
     want = np.full(len(instrs), -1, np.int64)
     want[consumers] = producers
     bad = np.flatnonzero(seen != want[ridx])

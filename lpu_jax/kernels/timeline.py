@@ -29,6 +29,7 @@ _OCCUPANCY: dict[str, int] = {}  # mnemonic -> isa.occupancy
 
 
 def _occupancy(mnemonic: str) -> int:
+    """`isa.occupancy`, memoised in `_OCCUPANCY` (hot loops look there first)."""
     occ = _OCCUPANCY.get(mnemonic)
     if occ is None:
         occ = _OCCUPANCY[mnemonic] = isa.occupancy(mnemonic)
@@ -70,9 +71,9 @@ class Timeline:
     (`_banks[(slice, bank)]`) is a skip map of its taken cycles (`first_free`): membership says whether a cycle
     is taken, and `first_free` finds the first free cycle from any cycle in about one step (`next_free`;
     `queue_map` and `bank_map` hand the maps to a scheduler's own search). For a scheduler that places MEM
-    accesses, `mem_slots` keeps one more map per (slice, bank, bank delay) on request: the cycles an access
-    cannot issue in, because of its queue or its bank; `_slot_views[queue]` lists those of a MEM queue, and
-    every placement and bank reservation updates them."""
+    accesses, `mem_slots` keeps one more map per (slice, bank, bank delay) on request (`_slots`): the cycles an
+    access cannot issue in, because of its queue or its bank; `_slot_views[queue]` lists those of a MEM queue,
+    and every placement and bank reservation updates them."""
 
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
@@ -81,6 +82,7 @@ class Timeline:
         self._busy: dict[str, dict[int, int]] = defaultdict(dict)
         self._banks: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
         self._reserved: set = set()  # reserved resources other than SRAM banks
+        self._slots: dict[tuple[int, int, int], dict[int, int]] = {}  # (slice, bank, bank delay) -> map
         self._slot_views: dict[str, list[tuple[int, int, dict[int, int]]]] = {}  # MEM queue -> [(bank, delay, map)]
         self._mem_q = [f"MEM.{n}" for n in cfg.mem_names]
         self._bank_words = cfg.bank_words
@@ -159,16 +161,15 @@ class Timeline:
         """The cycles in which `mnemonic` on word `addr` of MEM slice s cannot issue (where `mem_free` is False,
         negative cycles aside) as a skip map (`first_free`): the taken cycles of the slice's queue, and those whose
         bank use falls on a taken cycle of the bank. Kept up to date from then on; read it, never change it."""
-        bank, delay = addr // self._bank_words, self._bank_delay(mnemonic)
-        views = self._slot_views.setdefault(self._mem_q[s], [])
-        for b, d, slots in views:
-            if b == bank and d == delay:
-                return slots
-        slots = {c: c + 1 for c in self._busy[self._mem_q[s]]}
-        for at in self._banks[(s, bank)]:
-            if at - delay not in slots:
-                slots[at - delay] = at - delay + 1
-        views.append((bank, delay, slots))
+        key = (s, addr // self._bank_words, self._bank_delay(mnemonic))
+        slots = self._slots.get(key)
+        if slots is None:
+            _, bank, delay = key
+            slots = self._slots[key] = {c: c + 1 for c in self._busy[self._mem_q[s]]}
+            for at in self._banks[(s, bank)]:
+                if at - delay not in slots:
+                    slots[at - delay] = at - delay + 1
+            self._slot_views.setdefault(self._mem_q[s], []).append((bank, delay, slots))
         return slots
 
     def bank_map(self, s: int, addr: int) -> dict[int, int]:
@@ -227,7 +228,7 @@ class Timeline:
         i = 0
         while i < n:
             t0, ins = times[i], evs[i]
-            occ = _occupancy(ins.mnemonic)
+            occ = _OCCUPANCY.get(ins.mnemonic) or _occupancy(ins.mnemonic)
             j = i  # extend a run i..j at interval d, stride s
             if i + 1 < n:
                 d, s = times[i + 1] - t0, steps[i]
