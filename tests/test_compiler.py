@@ -266,3 +266,19 @@ def test_compare_and_select_bit_exact():
     _, out = chip_run(fn, {}, x, ids)
     assert_bits_equal(out, chipnum.run(fn, {}, x, ids, lanes=LANES), "compare and select")
     np.testing.assert_array_equal(out, fn({}, x, ids))
+
+
+def test_argmax_and_scalar_inputs():
+    """argmax along the lanes (first index of the maximum, ties included) and a scalar input that meets vectors."""
+    rng = np.random.default_rng(10)
+    x = rng.integers(-3, 4, (3, D)).astype(np.float32)  # many ties
+    k = np.float32(0.5)
+
+    def fn(p, x, k):
+        return jnp.argmax(x * k, axis=-1), jnp.argmax(x[0] - k, axis=-1)
+
+    _, (a, b) = chip_run(fn, {}, x, k)
+    want = chipnum.run(fn, {}, x, k, lanes=LANES)
+    np.testing.assert_array_equal(a, np.argmax(x * k, -1))
+    np.testing.assert_array_equal(a, want[0])
+    assert int(b) == int(np.argmax(x[0] - k)) == int(want[1])

@@ -69,7 +69,8 @@ class Compiled:
             x = np.asarray(x)
             if x.shape != shape or x.dtype != dt:
                 raise ValueError(f"input {name}: expected {dt} {shape}, got {x.dtype} {x.shape}")
-            values[name] = x.reshape(-1, shape[-1] if shape else 1)
+            # a scalar is placed in every lane of one vector (it meets vectors as a replicated value)
+            values[name] = x.reshape(-1, shape[-1]) if shape else np.full((1, self.cfg.n_lanes), x, dt)
         return self.schedule.mem_image(values, poison=poison)
 
     def read_outputs(self, mem: np.ndarray):
@@ -126,14 +127,19 @@ def compile_fn(fn, params, *example_inputs, cfg: ChipConfig, check: bool = True)
         dt = _F.get(str(a.dtype))
         if dt is None:
             raise LoweringError(f"input {i} has dtype {a.dtype}, which the chip does not hold")
-        shape = a.shape if a.ndim else (1,)
         name = f"in{i}"
-        R = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-        b.alloc(name, (R, shape[-1]), dt, "input")
+        if a.dtype == np.bool_:
+            raise LoweringError(f"input {i} is bool: pass it as int32")
         in_names.append(name)
         in_shapes.append(tuple(a.shape))
         in_dtypes.append(a.dtype)
-        args.append(Val(name, tuple(a.shape), dt, np.arange(R).reshape(shape[:-1]), "full"))
+        if a.ndim == 0:  # a scalar: one vector with the value in every lane (`Compiled.mem_image`)
+            b.alloc(name, (1, cfg.n_lanes), dt, "input")
+            args.append(Val(name, (), dt, np.zeros((), np.int64), "rep", ld=None))
+            continue
+        R = int(np.prod(a.shape[:-1])) if a.ndim > 1 else 1
+        b.alloc(name, (R, a.shape[-1]), dt, "input")
+        args.append(Val(name, tuple(a.shape), dt, np.arange(R).reshape(a.shape[:-1]), "full"))
     outs = low.run(closed, args)
     out_names = []
     for i, v in enumerate(outs):

@@ -585,6 +585,21 @@ class Lowering:
     def p_copy(self, eqn, x):
         return x
 
+    def p_slice(self, eqn, x):
+        """A view when only axes that index vectors are sliced (a part of the lanes would need a lane shift)."""
+        x = self.on_chip(x)
+        start, limit = eqn.params["start_indices"], eqn.params["limit_indices"]
+        strides = eqn.params["strides"] or (1,) * len(start)
+        lanes = x.lane_axes  # a replicated value's lane axes are broadcast: any part of them is the same
+        if x.lanes == "full" and any((start[i], limit[i], strides[i]) != (0, x.shape[i], 1) for i in lanes):
+            raise self.err(f"slice of a {x.shape} value along its lanes is not supported")
+        sl = tuple(slice(a, z, st) for a, z, st in zip(start, limit, strides))
+        rows = np.broadcast_to(x.rows_full(), tuple(1 if i in lanes else d for i, d in enumerate(x.shape)))
+        rows = rows[tuple(slice(None) if i in lanes else sl[i] for i in range(len(sl)))]
+        shape = tuple(len(range(a, z, st)) for a, z, st in zip(start, limit, strides))
+        keep = [d for i, d in enumerate(rows.shape) if i not in lanes]
+        return dataclasses.replace(x, shape=shape, rows=rows.reshape(keep) if lanes else rows)
+
     def p_transpose(self, eqn, x):
         """A view: the axes permuted. Lane axes stay lanes (a full value may end up transposed: lanes not last)."""
         perm = tuple(eqn.params["permutation"])
@@ -605,6 +620,32 @@ class Lowering:
 
     def p_reduce_max(self, eqn, x):
         return self.reduce(eqn, x, "max")
+
+    def p_reduce_min(self, eqn, x):
+        return self.reduce(eqn, x, "min")
+
+    def p_argmax(self, eqn, x):
+        """The first index of the maximum along the lanes: the maximum (a lane reduction), the lanes that equal it
+        select their index (a float32 lane-index constant, exact below 2^24), the others +inf, then the minimum,
+        converted to int32."""
+        axes = tuple(eqn.params["axes"])
+        x = self.on_chip(x)
+        if x.dtype != "f32" or x.lanes != "full" or x.nl != 1 or axes != (x.ld,):
+            raise self.err(f"argmax over axes {axes} of a {x.dtype} {x.shape} value is not supported (float32, lanes)")
+        if _F.get(str(eqn.params["index_dtype"])) != "i32":
+            raise self.err("argmax with an index type other than int32 is not supported")
+        n = x.width
+        if n >= 1 << 24:
+            raise self.err(f"argmax over {n} lanes: indices must be exact in float32 (< 2^24)")
+        m = self.lane_reduce(x, "max")
+        m = dataclasses.replace(m, shape=x.shape, ld=x.ld, nl=1)  # the maximum of each row, in every lane
+        self.b.begin("argmax", self.source)
+        eq = self.elementwise("eq", "eq.f32", [x, m], "i32", x.shape)
+        idx = self.broadcast(self.on_chip(self.const_val(np.arange(n, dtype=np.float32))), x.shape, (x.ld,))
+        cand = self.elementwise("select", "select.f32", [eq, idx, self.const_val(np.float32(np.inf))], "f32", x.shape)
+        first = self.lane_reduce(cand, "min")
+        self.b.begin("argmax", self.source)
+        return self.elementwise("convert", "convert.f32.i32", [first], "i32", first.shape)
 
     def reduce(self, eqn, x, op):
         axes = tuple(eqn.params["axes"])
@@ -650,7 +691,7 @@ class Lowering:
         which a Permute with an all-zero lane map copies to every lane (docs/numerics.md gives the order)."""
         cfg, b = self.cfg, self.b
         L = cfg.n_lanes
-        x = self.mask_padding(x, 0.0 if op == "add" else float("-inf"))
+        x = self.mask_padding(x, {"add": 0.0, "max": float("-inf"), "min": float("inf")}[op])
         b.begin(f"reduce_{op}", self.source)
         T = self.tiles(x)
         w = min(x.width, L)
@@ -740,7 +781,7 @@ class Lowering:
         T = self.tiles(x)
         n = x.shape[axis]
         p = axis - (x.nl if axis > x.ld else 0)  # the axis among x's lead axes
-        zero = self.on_chip(Val(None, (), "f32", const=np.float32(0.0 if op == "add" else -np.inf)))
+        zero = self.on_chip(Val(None, (), "f32", const=np.float32({"add": 0.0, "max": -np.inf, "min": np.inf}[op])))
         zv = b.vec(zero.tensor, 0, 0)
         as_lanes = axis == len(x.shape) - 1 and n > L
         w = min(n, L) if axis == len(x.shape) - 1 else n
