@@ -98,3 +98,19 @@ def test_sentence_embedding(policy):
         assert rel <= 1e-3, rel
     ref = M.sentence_embedding(prepared("fp32", cfg), cfg, ids, mask, "fp32")
     assert float(np.dot(out, ref)) > (0.99 if policy == "int8" else 0.9999)
+
+
+def test_token_and_position_lookup_with_scalar_inputs():
+    """The decoder's embedding of one token at a computed position: jnp.take with a scalar token and
+    lax.dynamic_slice of the position table at a scalar position (both clamp)."""
+    rng = np.random.default_rng(3)
+    p = {"word": rng.standard_normal((40, 64)).astype(np.float32), "pos": rng.standard_normal((16, 64)).astype(np.float32)}
+
+    def fn(p, token, pos):
+        ids = jnp.reshape(token, (1,))
+        return jnp.take(p["word"], ids, axis=0, mode="clip") + jax.lax.dynamic_slice(p["pos"], (pos, 0), (1, 64))
+
+    for token, pos in ((np.int32(7), np.int32(3)), (np.int32(99), np.int32(20))):
+        _, out = chip_run(fn, p, token, pos)
+        want = p["word"][min(int(token), 39)][None] + p["pos"][min(int(pos), 15)][None]
+        assert_bits_equal(out, want, "token + position")

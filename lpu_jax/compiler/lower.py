@@ -383,11 +383,12 @@ class Lowering:
         return self.binary(eqn, "min", x, y)
 
     def binary(self, eqn, op, x, y):
+        """float32 arithmetic, or int32 (add, sub, mul wrap around; max, min): the VXM's and lax's agree."""
         dt = _F.get(str(eqn.outvars[0].aval.dtype))
-        if dt != "f32":
-            raise self.err(f"`{op}` on {dt} is not supported (element-wise arithmetic runs in float32)")
+        if dt != "f32" and not (dt == "i32" and str(eqn.outvars[0].aval.dtype) == "int32"):
+            raise self.err(f"`{op}` on {dt} is not supported (element-wise arithmetic runs in float32 or int32)")
         self.b.begin(op, self.source)
-        return self.elementwise(op, f"{op}.f32", [x, y], dt, eqn.outvars[0].aval.shape)
+        return self.elementwise(op, f"{op}.{dt}", [x, y], dt, eqn.outvars[0].aval.shape)
 
     def unary(self, eqn, op, x):
         dt = _F.get(str(eqn.outvars[0].aval.dtype))
@@ -410,6 +411,8 @@ class Lowering:
 
     def p_div(self, eqn, x, y):
         # docs/numerics.md: div(a, b) = mul(a, recip(b))
+        if str(eqn.outvars[0].aval.dtype) != "float32":
+            raise self.err(f"`div` on {eqn.outvars[0].aval.dtype} is not supported (float32 only)")
         if y.is_const:
             r = Val(None, y.shape, y.dtype, const=np.asarray(fpmath.recip_f32(np.asarray(y.const, np.float32))))
         else:
@@ -1026,13 +1029,45 @@ class Lowering:
                            "parameter table [V, D] with int32 ids [N]")
         if "CLIP" not in mode and "PROMISE" not in mode:
             raise self.err(f"gather mode {mode} is not supported (use mode='clip': out-of-range ids clamp)")
-        V, D = table.shape
         N = idx.shape[0]
-        b, cfg = self.b, self.cfg
         idx = self.on_chip(idx)
-        if idx.lanes != "full" or idx.ld != 0:
+        if idx.lanes == "rep":  # already one id per row, in every lane (a scalar token)
+            rows = rows_for(idx, (N, 1), 1, 1)
+            if rows is None:
+                raise self.err("the ids of an embedding lookup vary along its lanes")
+            ids = Val(idx.tensor, (N, 1), "i32", rows, "rep", ld=1)
+        elif idx.ld == 0:
+            ids = self.lanes_to_rows(idx, 1, 1)  # [N, 1]: row n holds id n in every lane
+        else:
             raise self.err("the ids of an embedding lookup must be one vector of int32 (lanes along the ids)")
-        ids = self.lanes_to_rows(idx, 1, 1)  # [N, 1]: row n holds id n in every lane
+        return self.lookup(table, ids, N)
+
+    def p_dynamic_slice(self, eqn, table, *starts):
+        """lax.dynamic_slice(table, (i, 0), (1, D)) of a parameter table with a computed row i: the lookup of
+        one row (the start clamps to [0, V - 1], as dynamic_slice's does)."""
+        sizes = tuple(eqn.params["slice_sizes"])
+        ok = (
+            table.param is not None
+            and table.tensor is None
+            and len(table.shape) == 2
+            and sizes == (1, table.shape[1])
+            and len(starts) == 2
+            and starts[1].is_const
+            and int(np.asarray(starts[1].const)) == 0
+            and starts[0].dtype == "i32"
+        )
+        if not ok:
+            raise self.err("dynamic_slice is supported as one row (i, 0) of size (1, D) of a parameter table")
+        i = self.on_chip(starts[0])
+        if i.lanes != "rep" or i.shape != ():
+            raise self.err("the row of a dynamic_slice must be a scalar")
+        return self.lookup(table, Val(i.tensor, (1, 1), "i32", np.asarray(i.rows).reshape(1), "rep", ld=1), 1)
+
+    def lookup(self, table: Val, ids: Val, N: int) -> Val:
+        """Rows ids[n] (clamped to [0, V - 1]) of a parameter table [V, D]; ids: a replicated [N, 1] value, id n
+        in every lane of its row n."""
+        V, D = table.shape
+        b, cfg = self.b, self.cfg
         key = ("table", table.param)
         if key not in self._weights:
             self._weights[key] = tiles.alloc_table(self, table.param, np.asarray(table.const))
