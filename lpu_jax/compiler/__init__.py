@@ -73,6 +73,20 @@ class Compiled:
             values[name] = x.reshape(-1, shape[-1]) if shape else np.full((1, self.cfg.n_lanes), x, dt)
         return self.schedule.mem_image(values, poison=poison)
 
+    def update_image(self, mem: np.ndarray, changes: dict) -> np.ndarray:
+        """A copy of the MEM image `mem` (the final SRAM of a run, say) with the inputs {index: value} placed
+        again: decoding runs step after step with its KV cache left in SRAM, and only the token and position
+        written anew."""
+        mem = np.array(mem)
+        for k, x in changes.items():
+            name, shape, dt = self.in_names[k], self.in_shapes[k], self.in_dtypes[k]
+            x = np.asarray(x)
+            if x.shape != shape or x.dtype != dt:
+                raise ValueError(f"input {name}: expected {dt} {shape}, got {x.dtype} {x.shape}")
+            v = x.reshape(-1, shape[-1]) if shape else np.full((1, self.cfg.n_lanes), x, dt)
+            self.schedule.tensors[name].layout.place(self.cfg, mem, v)
+        return mem
+
     def read_outputs(self, mem: np.ndarray):
         outs = []
         for name, shape in zip(self.out_names, self.out_shapes):
@@ -121,6 +135,14 @@ def compile_fn(fn, params, *example_inputs, cfg: ChipConfig, check: bool = True)
     for path, leaf in p_leaves:
         a = np.asarray(leaf)
         args.append(Val(None, a.shape, _F.get(str(a.dtype), str(a.dtype)), const=a, param=_leaf_name(path)))
+    # inputs updated in place (dynamic_update_slice of an input: a KV cache) keep each tile's rows in one slice
+    # run, so that a computed row index gives the row's address
+    n_p = len(p_leaves)
+    inplace = {
+        closed.jaxpr.invars.index(e.invars[0]) - n_p
+        for e in closed.jaxpr.eqns
+        if e.primitive.name == "dynamic_update_slice" and e.invars[0] in closed.jaxpr.invars[n_p:]
+    }
     in_names, in_shapes, in_dtypes = [], [], []
     for i, leaf in enumerate(in_leaves):
         a = np.asarray(leaf)
@@ -138,7 +160,9 @@ def compile_fn(fn, params, *example_inputs, cfg: ChipConfig, check: bool = True)
             args.append(Val(name, (), dt, np.zeros((), np.int64), "rep", ld=None))
             continue
         R = int(np.prod(a.shape[:-1])) if a.ndim > 1 else 1
-        b.alloc(name, (R, a.shape[-1]), dt, "input")
+        b.alloc(name, (R, a.shape[-1]), dt, "input", groups=1 if i in inplace else None)
+        if i in inplace:
+            low.inplace.add(name)
         args.append(Val(name, tuple(a.shape), dt, np.arange(R).reshape(a.shape[:-1]), "full"))
     outs = low.run(closed, args)
     out_names = []

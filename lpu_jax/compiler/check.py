@@ -79,6 +79,8 @@ def _timing(cfg, ins: isa.Instruction):
         w_in, w_out = dtype_by_name(t1).width, dtype_by_name(t2).width
         em.append((0, w_out, cfg.delay(isa.vxm_delay_class(op, t1))))
         rd += [(1 + j, w_in if not (op == "requant" and j == 1) else 4) for j in range(len(ops) - 1)]
+    elif m == "Scatter":
+        rd += [(0, 1), (1, 2)]
     elif m == "Gather":
         em.append((0, 1, cfg.delay("Gather")))
         rd.append((1, 2))
@@ -350,6 +352,8 @@ def _check_mem(sched: Schedule, links: np.ndarray, cyc_all: np.ndarray, mem: np.
         raise ScheduleError(f"{where(i)} expects the word {where(w)} wrote, but {where(g)} overwrote it")
     written = np.unique(s[write] * words + a[write])
     for name in sched.outputs:
+        if sched.tensors[name].role == "input":  # a state updated in place: the image's words or a Scatter's
+            continue
         lay = sched.tensors[name].layout
         sl, ad = lay.slice.reshape(-1).astype(np.int64), lay.addr.reshape(-1).astype(np.int64)
         missing = np.flatnonzero(~np.isin(sl * words + ad, written))

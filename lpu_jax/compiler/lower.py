@@ -24,6 +24,7 @@ import numpy as np
 from .. import fpmath
 from ..kernels.gemm import _blocks
 from . import tiles
+from ..isa import Instruction as I
 from .builder import Builder, Vec
 
 __all__ = ["LoweringError", "Val", "Lowering"]
@@ -144,6 +145,7 @@ class Lowering:
         self.refs: collections.Counter = collections.Counter()  # tensor -> live variables referring to it
         self.pinned: set = set()  # tensors kept to the end (cached results)
         self.released: set = set()
+        self.inplace: set = set()  # input tensors updated in place (dynamic_update_slice): states such as a KV cache
         self._unreferenced: list = []
         self._swept = 0
         self.source = ""
@@ -1121,6 +1123,92 @@ class Lowering:
                         tiles.byte_done(b, out.tensor, n, t, bp, end, ws[0])
         return out
 
+    # ------------------------------------------------------------------ state updated in place
+    def p_dynamic_update_slice(self, eqn, x, upd, *starts):
+        """x with one row replaced at a computed index (the decoder's KV cache write): x must be an input held
+        for in-place updates (`compile_fn` finds them), the update one row of x's width, every start index but
+        the row's a constant. Per lane tile and byte plane, one MEM `Scatter` puts the update's bytes at the row's
+        address, computed on the chip from the index (clamped like dynamic_update_slice's); the result is the
+        same tensor, whose rows can be read once the scatters have committed."""
+        b, cfg = self.b, self.cfg
+        x = self.on_chip(x)
+        info = b.sched.tensors.get(x.tensor)
+        dyn = [k for k, v in enumerate(starts) if not v.is_const]
+        lead = x.lead
+        ok = (
+            info is not None
+            and x.tensor in self.inplace
+            and x.lanes == "full"
+            and x.natural
+            and x.nl == 1
+            and len(dyn) == 1
+            and dyn[0] < len(x.shape) - 1
+            and all(upd.shape[k] == 1 for k in range(len(x.shape) - 1))
+            and upd.shape[-1] == x.shape[-1]
+            and upd.dtype == x.dtype
+        )
+        if not ok:
+            raise self.err(
+                "dynamic_update_slice is supported as one row of an input state (the KV cache) at a computed index"
+            )
+        starts_c = [0 if k in dyn else int(np.asarray(v.const)) for k, v in enumerate(starts)]
+        d = dyn[0]
+        stride = int(np.prod(lead[d + 1 :])) if d + 1 < len(lead) else 1  # rows per step of the dynamic index
+        base_row = int(np.ravel_multi_index(tuple(starts_c[: len(lead)]), lead))
+        if np.asarray(x.rows).reshape(-1).tolist() != list(range(int(np.prod(lead)))):
+            raise self.err("dynamic_update_slice of a view of an input state is not supported")
+        upd = self.on_chip(upd)
+        T, lay = self.tiles(x), info.layout
+        w = lay.slice.shape[-1]
+        i = self.on_chip(starts[d])
+        if i.lanes != "rep" or i.shape != ():
+            raise self.err("the index of a dynamic_update_slice must be a scalar")
+        b.begin("scatter", self.source)
+        i32 = lambda v: b.vec(self.on_chip(self.const_val(np.int32(v))).tensor, 0, 0)  # noqa: E731
+        iv = self._vxm_new("max.i32", [b.vec(i.tensor, int(i.rows), 0), i32(0)], "index clamp")
+        iv = self._vxm_new("min.i32", [iv, i32(lead[d] - 1)], "index clamp")
+        lo, hi = (0, 1) if cfg.group_byte_order == "little" else (2, 3)
+        dS = cfg.delay("Scatter")
+        urow = int(np.asarray(upd.rows).reshape(-1)[0])
+        commits = 0
+        extra = dS - cfg.delay("Write")  # a Write issued this much later would commit in the scatter's cycle
+        if extra < 0:
+            raise self.err("a Scatter that commits before a Write issued with it is not supported")
+        maps: dict = {}
+        for t in range(T):
+            src = b.vec(upd.tensor, urow, t)
+            for bp in range(w):
+                ss, a0 = int(lay.slice[0, t, bp]), int(lay.addr[0, t, bp])
+                if (a0, b.side_of(ss)) not in maps:  # word (row r) of a one-group layout is at a0 + r * T
+                    a = self._vxm_new("mul.i32", [iv, i32(stride * T)], "row address")
+                    a = self._vxm_new("add.i32", [a, i32(a0 + base_row * T)], "row address", 1 - b.side_of(ss))
+                    maps[(a0, b.side_of(ss))] = Vec([a.words[lo], a.words[hi]], a.ready, a.writers[lo : hi + 1])
+                amap = maps[(a0, b.side_of(ss))]
+                col = lay.addr[:, t, bp]
+                last = max((b.last_read.get((ss, int(ad)), 0) for ad in col), default=0)
+                banks = sorted({int(ad) // cfg.bank_words * cfg.bank_words for ad in (col.min(), col.max())})
+                one = Vec([src.words[bp]], src.ready, src.writers[bp : bp + 1])
+                q = f"MEM.{cfg.mem_names[ss]}"
+                t_i, _, _, _ = b.job(
+                    [q],
+                    int(b.pos_mem[ss]),
+                    [one, amap],
+                    None,
+                    0,
+                    lambda q_, sb, db: I("Scatter", (sb[0], sb[1])),
+                    what=f"scatter at {self.source}",
+                    t0=last + 1,
+                    occupancy=1 + extra,
+                    unit_mem=[(ss, "Scatter", a_) for a_ in banks],
+                )
+                if extra:
+                    b._put(q, t_i + extra, I("NOP", (1,)))
+                commits = max(commits, t_i + dS + 1)
+        # every row may be the updated one: reads of x wait for the commits (they see the MEM image's words, or
+        # the scatter's, which the check does not link)
+        b.ready[x.tensor] = np.maximum(b.ready[x.tensor], commits)
+        return x
+
     # ------------------------------------------------------------------ outputs
     def output(self, v: Val, name: str) -> Val:
         """The value as a plain output tensor in the natural layout (copied when it is a view, a constant, an
@@ -1130,6 +1218,8 @@ class Lowering:
             raise self.err(f"an output {v.shape} in a transposed layout is not supported")
         info = self.b.sched.tensors[v.tensor]
         plain = np.array_equal(np.asarray(v.rows).reshape(-1), np.arange(np.asarray(v.rows).size))
+        if v.tensor in self.inplace and plain:  # a state updated in place: the output is the input's words
+            return v
         if info.role == "temp" and plain and (v.lanes == "full" or v.ld is None):
             info.role = "output"
             return v
