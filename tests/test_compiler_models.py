@@ -117,7 +117,7 @@ def test_token_and_position_lookup_with_scalar_inputs():
 
 
 def decoder_setup(policy, layers=1, seed=0):
-    cfg = M.DecoderConfig(vocab_size=40, max_len=16, hidden=64, heads=4, ffn=96, layers=layers)
+    cfg = M.DecoderConfig(vocab_size=40, max_len=20, hidden=64, heads=4, ffn=96, layers=layers)
     params = M.init_decoder(jax.random.key(seed), cfg)
     scales = None
     if policy == "int8":
