@@ -13,8 +13,8 @@ the interesting cases are common:
   * a plane's ACC queue is, half of the time, the mirror of its ABC queue shifted by the product latency, so
     that products meet their ACCs (with the right type, or sometimes the wrong one);
   * SRAM words are drawn from four byte populations: uniform bytes, small bytes (in-range Gather/Scatter/Permute
-    maps, small fp16 values), "special" bytes (signs, exponent extremes: NaN, inf, subnormal, -0 patterns when
-    combined) and zeros.
+    maps, small fp16 values), special values (NaN, inf, subnormal, -0, ... laid out so that stream groups
+    reassemble them: `mem_image`) and zeros.
 """
 
 from __future__ import annotations
@@ -28,17 +28,46 @@ from lpu_jax.config import ChipConfig
 __all__ = ["VXM_MNEMONICS", "cases", "mem_image", "mem_images", "programs"]
 
 _TYPES = ("i8", "u8", "i16", "i32", "f16", "f32")
-_SPECIAL_BYTES = np.array([0x00, 0x80, 0x7F, 0xFF, 0x7C, 0xFC, 0x7E, 0x3F, 0xC0, 0x01, 0x3C, 0xBC, 0x00], np.uint8)
+
+
+# Special values, as bit patterns: zeros, infinities, NaNs (quiet, signalling, negative), subnormals, the
+# smallest normals, 1, the largest finite, and the boundaries of fpmath.md (exp clamp, tanh branches, 2^31).
+_SPECIAL_F32 = np.array(
+    [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001, 0x00000001,
+     0x807FFFFF, 0x00800000, 0x80800000, 0x3F800000, 0xBF800000, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F000000,
+     0x42B80000, 0xC2DC0000, 0x39800000, 0x3F100000, 0x41800000, 0x4F000000, 0xCF000000, 0x3FC00000],
+    np.uint32,
+)  # fmt: skip
+_SPECIAL_F16 = np.array(
+    [0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE01, 0x7C01, 0x0001, 0x83FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF,
+     0xFBFF, 0x3800, 0x3E00],
+    np.uint32,
+)  # fmt: skip
 
 
 def mem_image(cfg: ChipConfig, seed: int) -> np.ndarray:
-    """uint8 [M, mem_words, L]: every word drawn from one of four byte populations."""
+    """uint8 [M, mem_words, L]: every word drawn from one of four byte populations: uniform bytes, small bytes,
+    special values, zeros (equally likely; in half of the images 90% of the words are special).
+
+    Special words are built so that stream groups reassemble whole special values: lane l of an even address of
+    the slice k-th from the VXM holds byte k % 4 of the f32 special value chosen for lane l (the same choice in
+    every slice), an odd address byte k % 2 of an f16 one. The streamers (`_streamer`) put slice k's words on
+    stream k % 4, so an f32 group E0..E3 (or W0..W3) carries whole special values.
+    """
     rng = np.random.default_rng(seed)
     M, W, L = cfg.n_mem, cfg.mem_words, cfg.n_lanes
-    kind = rng.integers(0, 4, (M, W, 1))
+    heavy = rng.integers(0, 2)  # half of the images are mostly special values
+    kind = rng.choice(4, (M, W, 1), p=(0.04, 0.03, 0.9, 0.03) if heavy else (0.25, 0.25, 0.25, 0.25))
     uniform = rng.integers(0, 256, (M, W, L), dtype=np.uint8)
     small = rng.integers(0, 32, (M, W, L), dtype=np.uint8) >> rng.integers(0, 5, (M, W, 1)).astype(np.uint8)
-    special = _SPECIAL_BYTES[rng.integers(0, len(_SPECIAL_BYTES), (M, W, L))]
+    v32 = _SPECIAL_F32[rng.integers(0, len(_SPECIAL_F32), L)]  # the value of each lane
+    v16 = _SPECIAL_F16[rng.integers(0, len(_SPECIAL_F16), L)]
+    h = M // 2
+    k = np.array([h - 1 - m if m < h else m - h for m in range(M)])[:, None, None]
+    even = (np.arange(W) % 2 == 0)[None, :, None]
+    b32 = (v32[None, None, :] >> (8 * (k % 4)).astype(np.uint32)) & 0xFF
+    b16 = (v16[None, None, :] >> (8 * (k % 2)).astype(np.uint32)) & 0xFF
+    special = np.where(even, b32, b16).astype(np.uint8)
     return np.select([kind == 0, kind == 1, kind == 2], [uniform, small, special], 0).astype(np.uint8)
 
 
@@ -79,10 +108,30 @@ def _vxm_mnemonics() -> tuple[str, ...]:
 VXM_MNEMONICS = _vxm_mnemonics()
 
 
-def _vxm_ins(draw, cfg: ChipConfig) -> isa.Instruction:
-    mn = draw(st.sampled_from(VXM_MNEMONICS))
+_BY_OP = {op: [m for m in VXM_MNEMONICS if m.split(".")[0] == op] for op in isa.VXM_OPS}
+
+
+def _vxm_ins(draw, cfg: ChipConfig, mn: str | None = None) -> isa.Instruction:
+    """A VXM instruction: the op first (each of the 29 equally likely), then its types."""
+    mn = mn or draw(st.sampled_from(_BY_OP[draw(st.sampled_from(sorted(_BY_OP)))]))
     op, t1, t2 = isa.vxm_parts(mn)
     return isa.Instruction(mn, tuple(_stream(draw, cfg, w) for w in isa.vxm_widths(op, t1, t2)))
+
+
+def _vxm_chain(draw, cfg: ChipConfig) -> list[isa.Instruction]:
+    """Two VXM ops, the second issued when the first's result lands and reading it as its first source (typed
+    data of full width: an f32 group from a convert, say, which the SRAM streams of a small chip cannot fill)."""
+    first = _vxm_ins(draw, cfg)
+    op, t1, t2 = isa.vxm_parts(first.mnemonic)
+    out = {"convert": t2, "requant": "i8"}.get(op, t1)
+    if op in ("eq", "ne", "lt", "le", "gt", "ge") and out in ("f16", "f32"):
+        out = {"f16": "i16", "f32": "i32"}[out]  # a compare's 0/1 reads best as an integer
+    ops = sorted(op for op, ms in _BY_OP.items() if any(isa.vxm_parts(m)[1] == out for m in ms))
+    follow = [m for m in _BY_OP[draw(st.sampled_from(ops))] if isa.vxm_parts(m)[1] == out]
+    second = _vxm_ins(draw, cfg, draw(st.sampled_from(follow)))
+    second = isa.Instruction(second.mnemonic, (second.operands[0], first.operands[0]) + second.operands[2:])
+    wait = cfg.delay(isa.vxm_delay_class(op, t1)) - 1
+    return [first] + [isa.Instruction("NOP", (wait,))] * bool(wait) + [second]
 
 
 def _sxm_ins(draw, cfg: ChipConfig, src_dir: str) -> isa.Instruction:
@@ -155,7 +204,7 @@ def _strided_limit(cfg: ChipConfig, ins: isa.Instruction) -> int | None:
 
 
 def _body(draw, cfg: ChipConfig, make, n_max: int, repeat: bool = True) -> list[isa.Instruction]:
-    """A queue body: unit instructions from `make(draw)` with NOP gaps and Repeats."""
+    """A queue body: unit instructions from `make(draw)` (one, or a list) with NOP gaps and Repeats."""
     out: list[isa.Instruction] = []
     last, value = None, None  # the most recent unit instruction and its strided field as last issued
     for _ in range(draw(st.integers(1, n_max))):
@@ -177,8 +226,9 @@ def _body(draw, cfg: ChipConfig, make, n_max: int, repeat: bool = True) -> list[
             if hi is not None:
                 value += n * s
             continue
-        ins = make(draw)
-        out.append(ins)
+        made = make(draw)
+        ins = made[-1] if isinstance(made, list) else made
+        out += made if isinstance(made, list) else [made]
         last = ins
         value = ins.operands[0] if _strided_limit(cfg, ins) is not None else None
     return out
@@ -256,7 +306,8 @@ def programs(draw, cfg: ChipConfig, n_max: int = 12) -> isa.Program:
             queues[q] = _streamer(draw, cfg, m) if draw(st.integers(0, 4)) else []
             queues[q] += _body(draw, cfg, lambda d: _mem_ins(d, cfg), n_max)
         elif unit == "VXM":
-            queues[q] = _body(draw, cfg, lambda d: _vxm_ins(d, cfg), n_max)
+            vxm = lambda d: _vxm_chain(d, cfg) if d(st.integers(0, 2)) == 0 else _vxm_ins(d, cfg)  # noqa: E731
+            queues[q] = _body(draw, cfg, vxm, n_max)
         elif unit == "SXM":
             k = cfg.sxm_names.index(q.split(".")[1])
             src_dir = "W" if cfg.sxm_slices[k] < cfg.vxm_slice else "E"

@@ -60,7 +60,7 @@ def check(cfg: L.ChipConfig, program, mem: np.ndarray, n: int = N_CYCLES) -> Non
 
 
 # ---------------------------------------------------------------------------------------------- differential
-@settings(max_examples=60, **CHECKS)
+@settings(max_examples=40, **CHECKS)
 @given(cases(TINY))
 def test_random_programs_agree_on_tiny(case):
     check(TINY, *case)
@@ -134,7 +134,7 @@ def _mnemonics_drawn(cfg: L.ChipConfig, n: int) -> set[str]:
 
 
 def test_the_strategy_draws_every_instruction():
-    seen = _mnemonics_drawn(TINY, 25)
+    seen = _mnemonics_drawn(TINY, 20)
     assert _UNIT_MNEMONICS <= seen, _UNIT_MNEMONICS - seen
     assert set(isa.VXM_OPS) <= {m.split(".")[0] for m in seen}, set(isa.VXM_OPS) - {m.split(".")[0] for m in seen}
 
@@ -172,7 +172,7 @@ def test_a_flipped_bit_is_caught_at_the_right_cycle_slice_and_lane(lane, bit):
         assert not np.array_equal(it.mem[2, 9], L.mem_image(TINY, state)[2, 9])
 
 
-@settings(max_examples=10, **CHECKS)
+@settings(max_examples=6, **CHECKS)
 @given(cases(TINY), st.integers(0, 31), st.integers(0, 7))
 def test_a_flipped_bit_in_a_random_program_is_caught_where_it_is_first_read(case, lane, bit):
     """Flip a bit of the word the first Read of the program reads (if no Gather or commit came first)."""
@@ -288,6 +288,16 @@ def test_conflict_examples_of_isa_section_6():
         }
     )
     assert (it.hz_count[1], it.hz_first_cycle[1], it.hz_first_where[1]) == (1, 5, TINY.n_mem + 2)
+    # isa.md §8: in one cycle, a commit conflict (MEM list) takes precedence over result conflicts (emit list),
+    # even over a lower port: Scatter/Write on E1 (m = 3), Gather/Read on W1 (port 0), add.f32/add.i8 on VXM.0.
+    it, _ = _doc_example(
+        {
+            "MEM.E1": [Instruction("Scatter", (E(0), E(2))), Instruction("Write", (3, E(0)))],
+            "MEM.W1": [Instruction("Gather", (E(0), E(2))), Instruction("Read", (3, E(0)))],
+            "VXM.0": [Instruction("add.f32", (E(0), E(4), E(4))), Instruction("add.i8", (E(8), W(0), W(0)))],
+        }
+    )
+    assert (it.hz_count[1], it.hz_first_cycle[1], it.hz_first_where[1]) == (3, 1, 3)
 
 
 def test_weights_install_example_of_mxm_md():
