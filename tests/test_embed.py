@@ -62,6 +62,7 @@ def test_minilm_on_the_chip_agrees_with_flax(policy, bound):
     vecs, runs = emb.embed(SENTENCES)
     ref = minilm.embed_reference(SENTENCES, 16, "fp32")
     cos = np.sum(vecs * ref, axis=1)
+    print(f"MiniLM {policy} on groqchip1 vs flax fp32, cosines: {np.round(cos, 7).tolist()}")
     assert all(r.hazards == 0 for r in runs)
     assert cos.min() >= bound, cos
 
