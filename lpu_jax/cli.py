@@ -30,7 +30,9 @@ def _demo(args) -> int:
     cos = res["cosine_vs_fp32_reference"]
     bound = 0.9999 if args.policy == "fp16" else 0.99
     ok = min(cos) >= bound and not any(res["hazards"])
-    print(f"  agreement    min cosine {min(cos):.6f} with the flax fp32 model (bound {bound}): {'ok' if ok else 'FAILED'}")
+    print(
+        f"  agreement    min cosine {min(cos):.6f} with the flax fp32 model (bound {bound}): {'ok' if ok else 'FAILED'}"
+    )
     return 0 if ok else 1
 
 

@@ -104,7 +104,10 @@ def test_token_and_position_lookup_with_scalar_inputs():
     """The decoder's embedding of one token at a computed position: jnp.take with a scalar token and
     lax.dynamic_slice of the position table at a scalar position (both clamp)."""
     rng = np.random.default_rng(3)
-    p = {"word": rng.standard_normal((40, 64)).astype(np.float32), "pos": rng.standard_normal((16, 64)).astype(np.float32)}
+    p = {
+        "word": rng.standard_normal((40, 64)).astype(np.float32),
+        "pos": rng.standard_normal((16, 64)).astype(np.float32),
+    }
 
     def fn(p, token, pos):
         ids = jnp.reshape(token, (1,))

@@ -22,16 +22,24 @@ import jax
 import numpy as np
 
 from .. import fpmath
+from ..isa import Instruction as I
 from ..kernels.gemm import _blocks
 from . import tiles
-from ..isa import Instruction as I
 from .builder import Builder, Vec
 
 __all__ = ["LoweringError", "Val", "Lowering"]
 
 _LAYOUT_PRIMS = (
-    "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "slice", "dynamic_slice", "gather",
-    "concatenate", "rev",
+    "reshape",
+    "transpose",
+    "squeeze",
+    "expand_dims",
+    "broadcast_in_dim",
+    "slice",
+    "dynamic_slice",
+    "gather",
+    "concatenate",
+    "rev",
 )
 _F = {"float32": "f32", "float16": "f16", "int8": "i8", "int32": "i32", "uint8": "u8", "int16": "i16", "bool": "i32"}
 """JAX dtype -> the chip's element type. A bool is held as an int32 1 or 0 (what the VXM's compares write)."""
@@ -949,7 +957,9 @@ class Lowering:
                             wrows[(j - kt * kd) * w + bp] = row
                     wtiles.append((wrows, *divmod(kt, 2)) if f16 else (wrows, kt, 0))
                 for m0, m1 in _blocks(dh, cfg.mxm_acc_rows):
-                    ksteps = [(wr, half, [b.vec(vt, h * dh + d, tile) for d in range(m0, m1)]) for wr, tile, half in wtiles]
+                    ksteps = [
+                        (wr, half, [b.vec(vt, h * dh + d, tile) for d in range(m0, m1)]) for wr, tile, half in wtiles
+                    ]
                     outs = [(out.tensor, int(out.rows[h, d]), n) for d in range(m0, m1)]
                     units.append((ksteps, outs))
         tiles.mxm_pass(self, units, f16, f"attention context at {self.source}")
@@ -996,7 +1006,9 @@ class Lowering:
                 writes, end = [], 0
                 for bp in range(len(src.words)):
                     one = Vec([src.words[bp]], src.ready, src.writers[bp : bp + 1])
-                    _, _, ws, e = b.sxm("Permute", one, b.vec(maps.tensor, int(j) % L, 0), 0, [words[bp]], "lanes to rows")
+                    _, _, ws, e = b.sxm(
+                        "Permute", one, b.vec(maps.tensor, int(j) % L, 0), 0, [words[bp]], "lanes to rows"
+                    )
                     writes += ws
                     end = max(end, e)
                 b.done(rep.tensor, i, 0, end, writes)
@@ -1027,8 +1039,10 @@ class Lowering:
             and idx.shape[1] == 1
         )
         if not ok:
-            raise self.err("gather is supported as an embedding lookup only: jnp.take(table, ids, axis=0) of a "
-                           "parameter table [V, D] with int32 ids [N]")
+            raise self.err(
+                "gather is supported as an embedding lookup only: jnp.take(table, ids, axis=0) of a "
+                "parameter table [V, D] with int32 ids [N]"
+            )
         if "CLIP" not in mode and "PROMISE" not in mode:
             raise self.err(f"gather mode {mode} is not supported (use mode='clip': out-of-range ids clamp)")
         N = idx.shape[0]
@@ -1089,12 +1103,16 @@ class Lowering:
                 lay = b.sched.tensors[tname].layout
                 other = 1 - b.side_of(int(lay.slice[0, 0, 0]))  # the map's bytes reach every slice of the chunk
                 clamp = r0 > 0 or r0 + rows < V  # ids outside this chunk read one of its zero words
-                a = self._vxm_new("add.i32", [v, b.vec(i32(a0 + 1 - r0), 0, 0)], "row address", None if clamp else other)
+                a = self._vxm_new(
+                    "add.i32", [v, b.vec(i32(a0 + 1 - r0), 0, 0)], "row address", None if clamp else other
+                )
                 if clamp:
                     a = self._vxm_new("max.i32", [a, b.vec(i32(a0), 0, 0)], "row address clamp")
                     a = self._vxm_new("min.i32", [a, b.vec(i32(a0 + rows + 1), 0, 0)], "row address clamp", other)
                 amap = Vec([a.words[lo], a.words[hi]], a.ready, a.writers[lo : hi + 1])
-                banks = sorted({a0 // cfg.bank_words * cfg.bank_words, (a0 + rows + 1) // cfg.bank_words * cfg.bank_words})
+                banks = sorted(
+                    {a0 // cfg.bank_words * cfg.bank_words, (a0 + rows + 1) // cfg.bank_words * cfg.bank_words}
+                )
                 got = []
                 for t in range(T):
                     row = []
@@ -1115,8 +1133,10 @@ class Lowering:
                     for bp in range(w):
                         vs = [pt[t][bp] for pt in parts]
                         while len(vs) > 2:
-                            vs = [self._vxm_new("or.u8", vs[i : i + 2], "chunk merge") if i + 1 < len(vs) else vs[i]
-                                  for i in range(0, len(vs), 2)]
+                            vs = [
+                                self._vxm_new("or.u8", vs[i : i + 2], "chunk merge") if i + 1 < len(vs) else vs[i]
+                                for i in range(0, len(vs), 2)
+                            ]
                         dst = [b.out_words(out.tensor, n, t)[bp]]
                         mn = "or.u8" if len(vs) == 2 else "mov.u8"
                         _, _, ws, end = b.vxm(mn, vs, dst, f"gather merge at {self.source}")

@@ -72,12 +72,10 @@ def make_report(sched: Schedule, compile_seconds: float = 0.0) -> Report:
     mac_util = slots / (peak * cycles) if peak else 0.0
     h = cfg.mem_per_hemisphere
     side = {"W": 0, "E": 0}  # distinct words: a word that held several tensors in turn counts once
-    words = np.unique(
-        np.concatenate(
-            [(t.layout.slice.astype(np.int64) * cfg.mem_words + t.layout.addr).reshape(-1) for t in sched.tensors.values()]
-            or [np.zeros(0, np.int64)]
-        )
-    )
+    keys = [
+        (t.layout.slice.astype(np.int64) * cfg.mem_words + t.layout.addr).reshape(-1) for t in sched.tensors.values()
+    ]
+    words = np.unique(np.concatenate(keys or [np.zeros(0, np.int64)]))
     for s in words // cfg.mem_words:
         side["W" if s < h else "E"] += L
     side["total"] = side["W"] + side["E"]

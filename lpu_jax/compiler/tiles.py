@@ -50,7 +50,7 @@ def zero_word(low, avoid: set) -> Row:
             return row
     t = low.name("zero")
     b.alloc(t, (1, low.cfg.n_lanes), "i8", "const", np.zeros((1, low.cfg.n_lanes), np.int8), avoid=avoid)
-    (s, a), = b.out_words(t, 0, 0)
+    ((s, a),) = b.out_words(t, 0, 0)
     if s in avoid:
         raise SchedulingError("no slice is left for a zero word of a weight tile")
     pool[s] = Row(s, a)
@@ -182,10 +182,10 @@ def byte_done(b, name: str, r: int, t: int, bp: int, end: int, write: int) -> No
 # ---------------------------------------------------------------------------------------------- MXM passes
 def mxm_pass(low, units, f16: bool, what: str) -> None:
     """Weight-stationary MXM work. units: [(ksteps, outs)], one accumulator pass each: ksteps [(wrows, half,
-    avecs)] in accumulation order, wrows the tile's L byte rows (`Row`, or None for a zero row), half the fp16 lane half of the
-    activations, avecs the activation Vec of every output row; outs [(tensor, row, tile)] the output rows, written
-    when the last k step emits them. Units go round-robin to the planes; on a plane, the next tile's weights load
-    while the current one computes (across passes too)."""
+    avecs)] in accumulation order, wrows the tile's L byte rows (`Row`, or None for a zero row), half the fp16
+    lane half of the activations, avecs the activation Vec of every output row; outs [(tensor, row, tile)] the
+    output rows, written when the last k step emits them. Units go round-robin to the planes; on a plane, the
+    next tile's weights load while the current one computes (across passes too)."""
     b = low.b
     cfg, tl = b.cfg, b.res.tl
     lat, d_acc, d_iw = abc_latency(cfg), cfg.delay("mxm.acc"), cfg.delay("mxm.iw")
