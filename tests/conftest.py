@@ -31,7 +31,15 @@ def issued_at(trace: dict, cfg: L.ChipConfig, queue: str) -> list[tuple[int, int
 
 
 TRACE = tuple(L.TRACE_FIELDS)
-"""The trace fields most tests record (all of them): one set, so the suite compiles the tiny simulator few times."""
+"""The trace fields the tests record (all of them), also where a test reads none: one set, so that the suite compiles
+the tiny simulator for it once (a run with other fields, or none, compiles the scan again)."""
+
+ODD = TINY.replace(
+    delays=tuple((n, {"Read": 5, "Notify": 4}.get(n, d)) for n, d in TINY.delays),
+    slice_positions=(0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13),
+)
+"""tiny with non-default timing: Read delay 5, Notify delay 4, and a gap of 3 extra stream registers between W0 and the
+VXM (positions 0..4, 8..13). The tests of configurable delays and positions share it (and TRACE): one compile."""
 
 
 def run_tiny(queues: dict, mem: np.ndarray | None = None, n: int = 16, cfg: L.ChipConfig = TINY):

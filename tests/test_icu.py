@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import issued_at, run_tiny
+from conftest import ODD, TRACE, issued_at, run_tiny
 
 import lpu_jax as L
 from lpu_jax import isa
@@ -78,19 +78,20 @@ def test_sync_parks_until_notify():
 
 
 def test_sync_released_by_notify_in_the_same_cycle_and_configurable_delay():
-    cfg = TINY.replace(delays=tuple((n, 4 if n == "Notify" else d) for n, d in TINY.delays))
+    cfg = ODD  # d(Notify) = 4 (its other changes, to Read's delay and to positions, do not matter here)
+    assert cfg.delay("Notify") == 4
     queues = {
         "MEM.W1": [Instruction("Sync", ()), Instruction("Read", (1, E(0)))],
         "MEM.W0": [Instruction("Notify", ())],
     }
-    _, tr = L.run(cfg, L.Program(queues), None, 8, trace=("issued",))
+    _, tr = L.run(cfg, L.Program(queues), None, 8, trace=TRACE)
     assert issued_at(tr, cfg, "MEM.W1") == [(4, R, 1)]  # Sync at 0, Notify at 0: released at 0 + 4
 
 
 def test_halted_program_is_idle():
     prog = L.Program({"MEM.W1": [Instruction("Read", (0, E(0)))]})
     arr = L.encode(TINY, prog)
-    state, _ = L.run(TINY, prog, None, 2)
+    state, _ = L.run(TINY, prog, None, 2, trace=TRACE)
     assert not L.is_idle(state, arr)  # the read is in flight until it lands at 2
-    state, _ = L.run(TINY, prog, state, 1)
+    state, _ = L.run(TINY, prog, state, 1, trace=TRACE)
     assert L.is_idle(state, arr)

@@ -24,11 +24,13 @@ from lpu_jax.isa import Instruction as I
 from lpu_jax.kernels import CapacityError, Timeline, gemm, run_kernel, transpose
 
 LENGTH = 1024  # every kernel run encodes at (at least) this size class: one compiled simulator for the suite
+CHUNK = 1  # and runs in single-cycle scans: the scan the CLI's gemm compiles too (test_errors); a second scan length
+# would cost a compile that takes longer than the few thousand single-cycle steps of these runs
 HZ_FREE: list[str] = []
 
 
 def _run(kernel, values):
-    out, state = run_kernel(kernel, values, length=LENGTH)
+    out, state = run_kernel(kernel, values, length=LENGTH, chunk=CHUNK)
     assert L.hazard_report(kernel.cfg, state) == HZ_FREE
     assert L.is_idle(state, isa.encode(kernel.cfg, kernel.program, length=None))  # done within its cycle count
     return out

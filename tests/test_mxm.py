@@ -116,7 +116,7 @@ def test_iw_takes_effect_d_iw_cycles_later_and_lw_after_it_does_not_leak():
         feed(tl, 1, "W0", 0, ta, W(9))
         tl.place("MXM.1.A", ta, I("ABC.i8", (W(9),)))
         tl.place("MXM.1.C", ta + ABC_LAT, I("ACC.i32", (k, 0, E(0))))
-    state, _ = L.run(TINY, tl.program(), L.init_state(TINY, mem), abc[-1] + ABC_LAT + 2)
+    state, _ = L.run(TINY, tl.program(), L.init_state(TINY, mem), abc[-1] + ABC_LAT + 2, trace=TR)
     got = np.asarray(state.mxm.acc)[1, :3].view(np.int32)
     xi = x.astype(np.int64)
     np.testing.assert_array_equal(got, [xi @ w1, xi @ w2, xi @ w2])
@@ -150,7 +150,7 @@ def test_unpaired_acc_and_product_are_hazards():
     tl = Timeline(TINY)
     tl.place("MXM.2.A", 3, I("ABC.i8", (E(8),)))  # product due at 3 + ABC_LAT: nobody takes it
     tl.place("MXM.2.C", 3 + ABC_LAT + 1, I("ACC.i32", (0, isa.ACC_EMIT, W(0))))  # one cycle late: no product
-    state, _ = L.run(TINY, tl.program(), None, 3 + ABC_LAT + 4)
+    state, _ = L.run(TINY, tl.program(), None, 3 + ABC_LAT + 4, trace=TR)
     k = HZ["mxm_unpaired"]
     assert np.asarray(state.hazards.count)[k] == 2
     assert np.asarray(state.hazards.first_cycle)[k] == 3 + ABC_LAT

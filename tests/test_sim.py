@@ -63,7 +63,7 @@ def test_one_step_keeps_every_leaf_shape_and_dtype():
 def test_run_equals_repeated_step():
     prog, mem = _busy_program(1)
     s = L.init_state(TINY, mem)
-    whole, _ = L.run(TINY, prog, s, 12)
+    whole, _ = L.run(TINY, prog, s, 12, trace=TRACE)
     for _ in range(12):
         s = L.step(TINY, s, prog)
     _assert_same(whole, s)
@@ -83,10 +83,14 @@ def test_chunked_run_equals_whole_run_including_traces():
     _assert_same(whole, c)
 
 
+@pytest.mark.slow  # op-by-op execution compiles each of the step's primitives: over a minute on a CI machine
 def test_jit_equals_no_jit():
+    # In the default run, tests/test_golden.py::test_random_programs_agree_on_tiny checks the jitted simulator, bit
+    # for bit on every trace field, against lpu_jax.golden.interp (a numpy interpreter that shares no code with it),
+    # and test_fpmath.test_jit_matches_eager / test_dotmath's jit-vs-eager tests cover the numeric kernels.
     prog, mem = _busy_program(3)
     s0 = L.init_state(TINY, mem)
-    jitted, _ = L.run(TINY, prog, s0, 4)  # covers the exp.f16 issued at 2
+    jitted, _ = L.run(TINY, prog, s0, 4, trace=TRACE)  # covers the exp.f16 issued at 2
     arr = jnp.asarray(L.encode(TINY, prog))
     s = s0
     with jax.disable_jit():
@@ -99,8 +103,8 @@ def test_runs_are_reproducible_and_the_input_state_is_untouched():
     prog, mem = _busy_program(4)
     s0 = L.init_state(TINY, mem)
     before = _leaves(s0)
-    a, _ = L.run(TINY, prog, s0, 20)
-    b, _ = L.run(TINY, prog, s0, 20)
+    a, _ = L.run(TINY, prog, s0, 20, trace=TRACE)
+    b, _ = L.run(TINY, prog, s0, 20, trace=TRACE)
     _assert_same(a, b)
     for x, y in zip(before, _leaves(s0), strict=True):
         np.testing.assert_array_equal(x, y)
@@ -108,8 +112,8 @@ def test_runs_are_reproducible_and_the_input_state_is_untouched():
 
 def test_donated_run_equals_copying_run():
     prog, mem = _busy_program(7)
-    kept, _ = L.run(TINY, prog, L.init_state(TINY, mem), 9)
-    given, _ = L.run(TINY, prog, L.init_state(TINY, mem), 9, donate=True)
+    kept, _ = L.run(TINY, prog, L.init_state(TINY, mem), 9, trace=TRACE)
+    given, _ = L.run(TINY, prog, L.init_state(TINY, mem), 9, trace=TRACE, donate=True)
     _assert_same(kept, given)
 
 
@@ -117,18 +121,34 @@ def test_second_program_of_the_same_size_class_does_not_recompile():
     p1, mem = _busy_program(5)
     p2 = L.Program({"MEM.W1": [Instruction("Read", (3, E(1)))], "VXM.2": [Instruction("neg.i32", (W(4), W(0)))]})
     assert L.encode(TINY, p1).shape == L.encode(TINY, p2).shape
-    L.run(TINY, p1, L.init_state(TINY, mem), 256 + 3)
+    # both scan lengths, chunk and 1 (the chunk and fields of the test above: compiled once for both tests)
+    L.run(TINY, p1, L.init_state(TINY, mem), 8 + 3, trace=TRACE, chunk=8)
     n = sim.TRACE_COUNT["scan"]
-    L.run(TINY, p2, L.init_state(TINY, mem), 256 + 5)
+    L.run(TINY, p2, L.init_state(TINY, mem), 8 + 5, trace=TRACE, chunk=8)
     assert sim.TRACE_COUNT["scan"] == n
 
 
+SMALL_BE = L.ChipConfig(
+    name="small-be",
+    n_superlanes=2,
+    floorplan=standard_floorplan(12),
+    n_streams=16,
+    mem_words=32,
+    vxm_alus=4,
+    group_byte_order="big",
+)
+"""A small chip whose stream groups carry the most significant byte on the base stream: 12 + 12 MEM slices (as
+relu_fma needs) of 32 words, 16 + 16 streams, 4 ALUs. The two tests below share it: one compiled simulator."""
+
+
 def test_demo_program_on_a_small_config_matches_numpy():
-    cfg = L.ChipConfig(name="small", n_superlanes=2, floorplan=standard_floorplan(12), n_streams=16, mem_words=32)
+    # on a small big-endian chip (relu_fma packs its fp32 vectors in cfg.group_byte_order); the CLI runs it on
+    # the little-endian groqchip1 (test_errors.test_cli_fma_runs_and_checks_against_numpy)
+    cfg = SMALL_BE
     rng = np.random.default_rng(6)
     a, b, c = (rng.standard_normal((5, cfg.n_lanes)).astype(np.float32) for _ in range(3))
     built = programs.relu_fma(cfg, a, b, c)
-    state, _ = L.run(cfg, built.program, L.init_state(cfg, built.mem), built.done)
+    state, _ = L.run(cfg, built.program, L.init_state(cfg, built.mem), built.done, trace=TRACE)
     y = programs.read_output(cfg, L.mem_image(cfg, state), built.outputs["y"])
     ref = np.where(a * b + c > 0, a * b + c, np.float32(0))
     np.testing.assert_array_equal(y.view(np.uint32), ref.view(np.uint32))
@@ -145,7 +165,7 @@ def test_stream_file_matches_ring_layout():
     # A value read by W1 (pos 3) at 0 lands at 2: stream_file after 3 cycles shows it at position 3 only.
     mem = blank_mem(TINY)
     mem[mem_index(TINY, "W1"), 0] = 9
-    s, _ = L.run(TINY, L.Program({"MEM.W1": [Instruction("Read", (0, E(2)))]}), L.init_state(TINY, mem), 3)
+    s, _ = L.run(TINY, L.Program({"MEM.W1": [Instruction("Read", (0, E(2)))]}), L.init_state(TINY, mem), 3, trace=TRACE)
     f = np.asarray(L.stream_file(TINY, s))
     where = sorted({(d, p, k) for d, p, k, _ in zip(*np.nonzero(f))})
     assert where == [(0, 3, 2)]
@@ -156,15 +176,7 @@ def test_big_endian_stream_groups_end_to_end():
     # pack_np gives the planes). Four west slices W0..W3 (positions v-1..v-4) each read one plane onto E4..E7,
     # timed so that all four reach the VXM (position v) at cycle 6; the sum lands on E0..E3 at 7 and slice E(k)
     # (position v+1+k) writes stream E(k) at 8 + k.
-    cfg = L.ChipConfig(
-        name="be",
-        n_superlanes=2,
-        floorplan=standard_floorplan(4),
-        n_streams=8,
-        mem_words=16,
-        vxm_alus=2,
-        group_byte_order="big",
-    )
+    cfg = SMALL_BE
     rng = np.random.default_rng(8)
     x = rng.integers(-(2**31), 2**31, cfg.n_lanes, dtype=np.int64).astype(np.int32)
     planes = L.pack_np(x, "i32", "big")  # row k rides on stream E4 + k
@@ -181,7 +193,7 @@ def test_big_endian_stream_groups_end_to_end():
     q["VXM.0"] = [Instruction("NOP", (6,)), Instruction("add.i32", (E(0), E(4), E(4)))]  # lands at 7 on E0..E3
     for k in range(4):  # E(k) at position v + 1 + k sees it at 7 + 1 + k
         q[f"MEM.E{k}"] = [Instruction("NOP", (8 + k,)), Instruction("Write", (1, E(k)))]
-    state, _ = L.run(cfg, L.Program(q), L.init_state(cfg, mem), 14)
+    state, _ = L.run(cfg, L.Program(q), L.init_state(cfg, mem), 14, trace=TRACE)
     img = L.mem_image(cfg, state)
     got = L.unpack_np(np.stack([img[mem_index(cfg, f"E{k}"), 1] for k in range(4)]), "i32", "big")
     np.testing.assert_array_equal(got, (x.astype(np.int64) * 2).astype(np.int32))

@@ -9,7 +9,7 @@ Default delays: Read 2, Write 1, vxm.int 1, vxm.float 2.
 from __future__ import annotations
 
 import numpy as np
-from conftest import blank_mem, mem_index
+from conftest import ODD, TRACE, blank_mem, mem_index
 
 import lpu_jax as L
 from lpu_jax.isa import E, Instruction, W
@@ -40,7 +40,7 @@ def _read_w1_write_e1(write_at: int, cfg=TINY, read_at: int = 0):
             "MEM.E1": ([Instruction("NOP", (write_at,))] if write_at else []) + [Instruction("Write", (9, E(1)))],
         }
     )
-    state, tr = L.run(cfg, prog, L.init_state(cfg, mem), write_at + 4, trace=("streams",))
+    state, tr = L.run(cfg, prog, L.init_state(cfg, mem), write_at + 4, trace=TRACE)
     return data, L.mem_image(cfg, state)[mem_index(cfg, "E1"), 9], tr["streams"]
 
 
@@ -80,16 +80,16 @@ def test_westward_read():
                 "MEM.W1": [Instruction("NOP", (t_write,)), Instruction("Write", (3, W(2)))],
             }
         )
-        state, _ = L.run(TINY, prog, L.init_state(TINY, mem), 10)
+        state, _ = L.run(TINY, prog, L.init_state(TINY, mem), 10, trace=TRACE)
         got = L.mem_image(TINY, state)[mem_index(TINY, "W1"), 3]
         np.testing.assert_array_equal(got, data if expect else 0 * data)
 
 
 def test_configured_delay_and_positions_change_arrival():
     # Read delay 5 and a gap of 3 extra stream registers between W0 and the VXM: W1 at 3, E1 at 10.
-    delays = tuple((n, 5 if n == "Read" else d) for n, d in TINY.delays)
-    pos = (0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13)
-    cfg = TINY.replace(delays=delays, slice_positions=pos)
+    # (conftest.ODD, shared with test_icu: its Notify delay of 4 does not matter here)
+    cfg = ODD
+    assert cfg.delay("Read") == 5 and list(cfg.positions) == [0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13]
     assert cfg.n_positions == 14
     # Read at 0 on pos 3: lands at 5, reaches pos 10 at 5 + 7 = 12.
     data, got, _ = _read_w1_write_e1(12, cfg=cfg)
@@ -120,7 +120,7 @@ def test_vxm_result_timing_and_chaining():
             "MEM.E1": [Instruction("NOP", (7,)), Instruction("Write", (1, E(2)))],
         }
     )
-    state, _ = L.run(TINY, prog, L.init_state(TINY, mem), 10)
+    state, _ = L.run(TINY, prog, L.init_state(TINY, mem), 10, trace=TRACE)
     img = L.mem_image(TINY, state)
     s = (a.astype(np.int16) + b).astype(np.int8)  # wrapping int8 addition
     np.testing.assert_array_equal(img[mem_index(TINY, "E1"), 1].view(np.int8), s)
@@ -143,7 +143,7 @@ def _write_then_read(n_cycles: int):
             "MEM.E1": [Instruction("NOP", (8,)), Instruction("Write", (2, E(4)))],
         }
     )
-    state, _ = L.run(TINY, prog, L.init_state(TINY, mem), n_cycles)
+    state, _ = L.run(TINY, prog, L.init_state(TINY, mem), n_cycles, trace=TRACE)
     img = L.mem_image(TINY, state)
     return data, img[mem_index(TINY, "E0"), 7], img[mem_index(TINY, "E1"), 2]
 

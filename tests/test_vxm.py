@@ -18,6 +18,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import TRACE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy_ref import FLOATS, INT_RANGE, INTS, WIDTH, out_type, ref_vxm
@@ -523,9 +524,24 @@ def batches(draw):
     return rows
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+HYP = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@settings(max_examples=12, **HYP)
 @given(batches())
 def test_hypothesis_batches_of_16_different_ops(rows):
+    _check_batch(rows)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, **HYP)
+@given(batches())
+def test_hypothesis_batches_of_16_different_ops_more_examples(rows):
+    """The sweep above with 40 batches (the default run draws 12)."""
+    _check_batch(rows)
+
+
+def _check_batch(rows):
     bits, t_out = _run_rows(rows)
     for i, (op, t1, t2, a, b, c) in enumerate(rows):
         want, tw = ref_vxm(op, t1, t2, a, b, c)
@@ -600,7 +616,7 @@ def test_end_to_end_add_i8_on_tiny():
             "MEM.E1": [Instruction("NOP", (t_write,)), Instruction("Write", (8, E(2)))] + rep(1),
         }
     )
-    state, _ = lpu_jax.run(cfg, prog, lpu_jax.init_state(cfg, mem), t_write + n + dW + 2)
+    state, _ = lpu_jax.run(cfg, prog, lpu_jax.init_state(cfg, mem), t_write + n + dW + 2, trace=TRACE)
     img = lpu_jax.mem_image(cfg, state)
     want = mem.copy()
     with np.errstate(over="ignore"):
