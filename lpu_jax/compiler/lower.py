@@ -1,12 +1,14 @@
 """Lowering a jaxpr to chip work: every equation becomes VXM, SXM and MXM jobs on vectors in MEM.
 
-Values. The last axis of a tensor runs along the lanes (tiles of L lanes), every other axis indexes vectors
-("rows"). A lowered value (`Val`) is a tensor in MEM plus a view: `rows` (an int array over the value's leading
-axes: which tensor row each logical row reads; broadcasts and reshapes of leading axes only change this array)
-and a lane kind: "full" (the last axis is the tensor's columns) or "rep" (one number per row, the same in every
-lane: a reduction result; a broadcast of it along the last axis reads tile 0 for every tile). Values computed from
-literals and shapes alone (masks, iota) are folded at compile time into constants; nothing that depends on a
-parameter or an input is computed off the chip.
+Values. Some axes of a value run along the lanes (tiles of L lanes; normally the last, but attention keeps some
+values transposed and a reshape may split the lanes into heads: `Val.ld`, `Val.nl`); every other axis indexes
+vectors ("rows"). A lowered value (`Val`) is a tensor in MEM plus a view: `rows` (an int array over the row axes:
+which tensor row each logical row reads; broadcasts, reshapes, transposes and slices of row axes only change this
+array) and a lane kind: "full" (the lane axes are the tensor's columns) or "rep" (one number per row, the same in
+every lane: a reduction result, a scalar input; a broadcast of it along lanes reads its one vector for every
+tile). Values computed from literals and shapes alone (masks, iota) are folded at compile time into constants;
+nothing that depends on a parameter or an input is computed off the chip. Temporaries' words are reused once no
+live variable refers to them (`sweep`).
 
 docs/numerics.md gives the numbers each primitive must produce; docs/compiler.md the instruction sequences.
 """
@@ -486,7 +488,7 @@ class Lowering:
     def p_select_n(self, eqn, pred, *cases):
         """select_n(p, a, b): b where p, else a (a bool p; `select.T` on 4-byte types, whose predicate is the
         compare's int32 1 or 0)."""
-        if len(cases) != 2 or _F.get(str(eqn.invars[0].aval.dtype)) != "i32" or str(eqn.invars[0].aval.dtype) != "bool":
+        if len(cases) != 2 or str(eqn.invars[0].aval.dtype) != "bool":
             raise self.err("select_n is supported with a bool predicate and two cases (jnp.where)")
         dt = _F.get(str(eqn.outvars[0].aval.dtype))
         if dt not in ("f32", "i32"):
