@@ -47,7 +47,8 @@ _SPECIAL_F16 = np.array(
 
 def mem_image(cfg: ChipConfig, seed: int) -> np.ndarray:
     """uint8 [M, mem_words, L]: every word drawn from one of four byte populations: uniform bytes, small bytes,
-    special values, zeros (equally likely; in half of the images 90% of the words are special).
+    special values, zeros (equally likely; in half of the images 90% of the words are special, and in half of
+    the images the special values are all finite).
 
     Special words are built so that stream groups reassemble whole special values: lane l of an even address of
     the slice k-th from the VXM holds byte k % 4 of the f32 special value chosen for lane l (the same choice in
@@ -60,8 +61,12 @@ def mem_image(cfg: ChipConfig, seed: int) -> np.ndarray:
     kind = rng.choice(4, (M, W, 1), p=(0.04, 0.03, 0.9, 0.03) if heavy else (0.25, 0.25, 0.25, 0.25))
     uniform = rng.integers(0, 256, (M, W, L), dtype=np.uint8)
     small = rng.integers(0, 32, (M, W, L), dtype=np.uint8) >> rng.integers(0, 5, (M, W, 1)).astype(np.uint8)
-    v32 = _SPECIAL_F32[rng.integers(0, len(_SPECIAL_F32), L)]  # the value of each lane
-    v16 = _SPECIAL_F16[rng.integers(0, len(_SPECIAL_F16), L)]
+    t32, t16 = _SPECIAL_F32, _SPECIAL_F16
+    if rng.integers(0, 2):  # half of the images: finite values only (so that dot products stay finite)
+        t32 = t32[(t32 & 0x7F800000) != 0x7F800000]
+        t16 = t16[(t16 & 0x7C00) != 0x7C00]
+    v32 = t32[rng.integers(0, len(t32), L)]  # the value of each lane
+    v16 = t16[rng.integers(0, len(t16), L)]
     h = M // 2
     k = np.array([h - 1 - m if m < h else m - h for m in range(M)])[:, None, None]
     even = (np.arange(W) % 2 == 0)[None, :, None]
@@ -270,7 +275,7 @@ def _streamer(draw, cfg: ChipConfig, m: int) -> list[isa.Instruction]:
     """A MEM queue that reads a run of consecutive words onto one stream, one a cycle: a stream full of data,
     mostly toward the other half of the chip (west slices stream east, east slices west) on stream k % 4, k the
     slice's number in its hemisphere: slices fill streams 0, 1, 2, 3 (an fp16 or fp32 group, LW rows)."""
-    n = draw(st.integers(4, 40))
+    n = draw(st.one_of(st.integers(4, 40), st.integers(40, 64)))
     s = draw(st.sampled_from((0, 1, 1, -1)))
     a = draw(st.integers(max(0, -s * n), cfg.mem_words - 1 - max(0, s * n)))
     lead = draw(st.integers(0, 4))
@@ -285,7 +290,7 @@ def _streamer(draw, cfg: ChipConfig, m: int) -> list[isa.Instruction]:
 
 def _weights(draw, cfg: ChipConfig, plane: int) -> list[isa.Instruction]:
     """A weight queue that starts with a few LWs and an IW (so that ABCs multiply by data, not zeros)."""
-    out = [isa.Instruction("NOP", (draw(st.integers(1, 12)),))]  # the streams fill first
+    out = [isa.Instruction("NOP", (draw(st.integers(6, 16)),))]  # the streams fill first
     for _ in range(draw(st.integers(1, 3))):
         gap = draw(st.integers(0, 6))
         out += [isa.Instruction("NOP", (gap,))] * bool(gap) + [_lw(draw, cfg, plane)]
@@ -318,7 +323,7 @@ def programs(draw, cfg: ChipConfig, n_max: int = 12) -> isa.Program:
         w = _weights(draw, cfg, p) if draw(st.integers(0, 3)) else []
         queues[f"MXM.{p}.W"] = w + _body(draw, cfg, lambda d, p=p: _lw_iw(d, cfg, p), n_max)
         mirror = draw(st.booleans())
-        lead = draw(st.integers(0, 24))
+        lead = draw(st.integers(0, 24)) if draw(st.integers(0, 3)) == 0 else draw(st.integers(12, 30))
         abcs = [isa.Instruction("NOP", (lead,))] * bool(lead)
         abcs += _body(draw, cfg, lambda d, p=p: _abc(d, cfg, p), n_max, repeat=not mirror)
         queues[f"MXM.{p}.A"] = abcs

@@ -121,6 +121,54 @@ def test_random_programs_agree_on_other_configs(variant):
     inner()
 
 
+def _dense_vxm_program(mnemonic: str) -> L.Program:
+    """One VXM op issued every cycle on fresh operands: MEM.W1/W0 stream words onto E1/E0 and MEM.E0/E1 onto
+    W0/W1 (so 1- and 2-byte groups E0 and W0 are full at the VXM from cycle 4); VXM.0 and VXM.1 widen them every
+    cycle to 4-byte groups E4 and W4 (convert.f16.f32 or convert.i16.i32), which land at the VXM two cycles
+    later; VXM.2 and VXM.3 run the op under test on them from cycle 6 (A from the east group, B from the west)."""
+    op, t1, t2 = isa.vxm_parts(mnemonic)
+    src = {"convert": t1, "requant": "i32"}.get(op, t1)
+    wide = {"f32": "convert.f16.f32", "i32": "convert.i16.i32"}.get(src)
+    a, b = (E(4), W(4)) if wide else (E(0), W(0))
+    if op == "requant":  # B is an f32 scale
+        wide, b = "convert.i16.i32", W(4)
+    widths = isa.vxm_widths(op, t1, t2)
+    srcs = [a, b, a][: len(widths) - 1]
+    queues = {
+        "MEM.W1": [Instruction("Read", (0, E(1))), Instruction("Repeat", (60, 1, 1))],
+        "MEM.W0": [Instruction("Read", (1, E(0))), Instruction("Repeat", (60, 1, 1))],
+        "MEM.E0": [Instruction("Read", (2, W(0))), Instruction("Repeat", (60, 1, 1))],
+        "MEM.E1": [Instruction("Read", (3, W(1))), Instruction("Repeat", (60, 1, 1))],
+        "VXM.2": [Instruction("NOP", (6,)), Instruction(mnemonic, (E(12), *srcs)), Instruction("Repeat", (50, 1, 0))],
+        "VXM.3": [
+            Instruction("NOP", (6,)),
+            Instruction(mnemonic, (W(12), *srcs[::-1])),
+            Instruction("Repeat", (50, 1, 0)),
+        ],
+    }
+    if wide:
+        scale = "convert.f16.f32" if op == "requant" else wide
+        queues["VXM.0"] = [Instruction("NOP", (4,)), Instruction(wide, (E(4), E(0))), Instruction("Repeat", (50, 1, 0))]
+        queues["VXM.1"] = [
+            Instruction("NOP", (4,)),
+            Instruction(scale, (W(4), W(0))),
+            Instruction("Repeat", (50, 1, 0)),
+        ]
+    return L.Program(queues)
+
+
+@pytest.mark.slow
+def test_every_vxm_mnemonic_on_dense_operands():
+    """All 169 VXM mnemonics, each issued 2 x 51 times on fresh operands, on four SRAM images: uniform bytes and
+    three of the strategy's (special values among them)."""
+    rng = np.random.default_rng(0)
+    uniform = rng.integers(0, 256, (TINY.n_mem, TINY.mem_words, TINY.n_lanes), dtype=np.uint8)
+    images = [uniform] + [mem_image(TINY, s) for s in (1, 2, 3)]
+    for mnemonic in VXM_MNEMONICS:
+        for mem in images:
+            check(TINY, _dense_vxm_program(mnemonic), mem)
+
+
 def _mnemonics_drawn(cfg: L.ChipConfig, n: int) -> set[str]:
     seen: set[str] = set()
 

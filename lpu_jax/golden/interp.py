@@ -437,13 +437,14 @@ class Interp:
 
     # ------------------------------------------------------------------ one cycle (isa §5)
     def step(self) -> dict:
+        """Run cycle `self.cycle` (stages in the order of isa §5) and return its trace row."""
         c = self.cycle
         if c > 0:  # every value moves one position; the entry positions read 0
             self.R[0, 1:] = self.R[0, :-1].copy()
             self.R[0, 0] = 0
             self.R[1, :-1] = self.R[1, 1:].copy()
             self.R[1, self.P - 1] = 0
-        self._hits: list[tuple[int, int, int]] = []  # (kind, list order, flat index, where) collected below
+        self._hits: list[tuple[int, int, int, int]] = []  # (kind, stage, flat index, where), see _hit
         issued = self._icu(c)
         landed = self._land(c)
         out: list[tuple[int, _Result]] = []  # (port, result) filed in the emit stage
@@ -466,6 +467,7 @@ class Interp:
         return row
 
     def run(self, n: int) -> dict:
+        """Run n cycles; {field: array [n, ...]} for every field of TRACE_FIELDS."""
         rows = [self.step() for _ in range(n)]
         return {f: np.stack([np.asarray(r[f]) for r in rows]) if rows else np.zeros((0,)) for f in TRACE_FIELDS}
 
