@@ -41,6 +41,15 @@ class SchedulingError(RuntimeError):
     """The builder found no cycle for a job (it names the job)."""
 
 
+class Row:
+    """One byte row of an MXM weight tile: a MEM word, the cycle from which it can be read, and its writer."""
+
+    __slots__ = ("slice", "addr", "ready", "writer")
+
+    def __init__(self, s, a, ready=0, writer=-1):
+        self.slice, self.addr, self.ready, self.writer = int(s), int(a), int(ready), int(writer)
+
+
 class Vec:
     """An operand vector: the MEM words of its bytes [(slice, addr)] and the cycle from which a Read sees them."""
 
@@ -532,48 +541,62 @@ class Builder:
     # ------------------------------------------------------------------ matmul
     def matmul(self, a: str, w: str, out: str, f16: bool, what: str, a_rows=None):
         """out[M, N] = a[M, K] @ w[K, N] on the MXM: int8 -> int32 or fp16 -> fp32 (weights `w` stored by
-        `alloc_weights`). Weight-stationary: per (N tile, M block) unit, K tiles in order; the next tile's
-        weights load while the current one computes."""
-        cfg, tl = self.cfg, self.res.tl
+        `alloc_weights`). Weight-stationary: per (N tile, M block) unit, K tiles in order (`mxm_units`)."""
+        cfg = self.cfg
         winfo = self.sched.tensors[w]
         Kt, Nt = winfo.tile_slice.shape[:2]
         M = self.sched.tensors[out].layout.shape[0]
         a_rows = np.arange(M) if a_rows is None else np.asarray(a_rows)
         blocks = _blocks(M, cfg.mxm_acc_rows)
-        units = [(n, b) for n in range(Nt) for b in range(len(blocks))]
+        self.sched.ops[self.op].detail.update(planes=cfg.n_planes, k_tiles=Kt, n_tiles=Nt, m_blocks=len(blocks))
+        units = []
+        for n in range(Nt):
+            for m0, m1 in blocks:
+                ksteps = []
+                for kk in range(Kt):
+                    tile, half = divmod(kk, 2) if f16 else (kk, 0)
+                    sl, ad = winfo.tile_slice[kk, n].tolist(), winfo.tile_addr[kk, n].tolist()
+                    rows = [Row(s, a_) for s, a_ in zip(sl, ad)]
+                    ksteps.append((rows, half, [self.vec(a, int(a_rows[m]), tile) for m in range(m0, m1)]))
+                units.append((ksteps, [(out, m, n) for m in range(m0, m1)]))
+        self.mxm_units(units, f16, what, [i % cfg.n_planes for i in range(len(units))])
+
+    def mxm_units(self, units, f16: bool, what: str, planes, zero=None) -> None:
+        """Weight-stationary MXM work. units: [(ksteps, outs)], one accumulator pass each, on plane planes[i]:
+        ksteps [(wrows, half, avecs)] in accumulation order, wrows the tile's L byte rows (`Row`, or None for a
+        zero row, which `zero(avoid)` supplies), half the fp16 lane half of the activations, avecs the activation
+        Vec of every output row; outs [(tensor, row, tile)] the output rows, written when the last k step emits
+        them. Per plane, across passes: the LWs start after the plane's last IW (which captured the buffer), the
+        next IW takes effect after its last ABC, and the next tile loads while the current one computes."""
+        cfg, tl = self.cfg, self.res.tl
         lat, d_acc, d_iw = abc_latency(cfg), cfg.delay("mxm.acc"), cfg.delay("mxm.iw")
         occ = isa.occupancy("ABC.f16" if f16 else "ABC.i8")
-        self.sched.ops[self.op].detail.update(planes=cfg.n_planes, k_tiles=Kt, n_tiles=Nt, m_blocks=len(blocks))
-        for i, (n, b) in enumerate(units):
-            p = i % cfg.n_planes
+        for (ksteps, outs), p in zip(units, planes):
             pos_p = int(self.pos_plane[p])
-            m0, m1 = blocks[b]
-            # per plane, across matmuls: LWs start after the plane's last IW (which captured the buffer); the
-            # next IW takes effect after its last ABC
             last_abc, lw_t = self.plane_abc_free[p] - 1, self.plane_lw_free[p]
-            for kk in range(Kt):
-                lw_end = self._load_tile(p, winfo, kk, n, lw_t, what)
+            for kk, (wrows, half, avecs) in enumerate(ksteps):
+                lw_end = self._load_rows(p, wrows, lw_t, zero, what)
                 t_iw = max(lw_end + 1, last_abc + 1 - d_iw)
                 while not tl.free(f"MXM.{p}.W", t_iw):
                     t_iw += 1
                 self._put(f"MXM.{p}.W", t_iw, I("IW", ()))
                 t = t_iw + d_iw
-                tile, half = divmod(kk, 2) if f16 else (kk, 0)
-                last = kk == Kt - 1
+                last = kk == len(ksteps) - 1
                 mode = (isa.ACC_ADD if kk else 0) | (isa.ACC_EMIT if last else 0)
-                for m in range(m0, m1):
+                for m, av in enumerate(avecs):
 
-                    def acc(dg, row=m - m0, mode=mode):
+                    def acc(dg, row=m, mode=mode):
                         return I("ACC.f32" if f16 else "ACC.i32", (row, mode, dg))
 
-                    def abc(q, sb, db):
+                    def abc(q, sb, db, half=half):
                         return I("ABC.f16", (sb[0], half)) if f16 else I("ABC.i8", (sb[0],))
 
+                    name, r, tile = outs[m]
                     t, _, ws, end = self.job(
                         [f"MXM.{p}.A"],
                         pos_p,
-                        [self.vec(a, int(a_rows[m]), tile)],
-                        self.out_words(out, m, n) if last else None,
+                        [av],
+                        self.out_words(name, r, tile) if last else None,
                         lat + d_acc,
                         abc,
                         what=what,
@@ -583,22 +606,31 @@ class Builder:
                         emit_dir=1 - cfg.plane_in_dir(p),
                     )
                     if last:
-                        self.done(out, m, n, end, ws)
+                        self.done(name, r, tile, end, ws)
                     last_abc = t
                     t += occ
                 lw_t = t_iw + 1  # the next tile's LWs may start once this one is installed
             self.plane_abc_free[p] = last_abc + 1
             self.plane_lw_free[p] = lw_t
 
-    def _load_tile(self, p, winfo, kk, n, t, what) -> int:
-        """LW the L byte rows of weight tile (kk, n) into plane p from cycle t, `chunk` rows a cycle on
-        consecutive streams, each row from its own slice; returns the last LW's cycle."""
-        L = self.cfg.n_lanes
-        sl, ad = winfo.tile_slice[kk, n], winfo.tile_addr[kk, n]  # [L]
-        for r0 in range(0, L, winfo.chunk):
-            rows = range(r0, min(L, r0 + winfo.chunk))
-            src = Vec([(sl[r], ad[r]) for r in rows], 0)
+    def _load_rows(self, p, wrows: list, t: int, zero, what: str) -> int:
+        """LW the L byte rows into plane p from cycle t: runs of consecutive rows from distinct slices (at most
+        n_streams / 2; a zero row reads `zero(slices the run uses)`), one LW each; returns the last LW's cycle."""
+        chunk = self.cfg.n_streams // 2
+        r0 = 0
+        L = len(wrows)
+        while r0 < L:
+            rows, used = [], set()
+            while r0 + len(rows) < L and len(rows) < chunk:
+                w = wrows[r0 + len(rows)]
+                if w is None:
+                    w = zero(used)
+                elif w.slice in used:
+                    break
+                used.add(w.slice)
+                rows.append(w)
             k = len(rows)
+            src = Vec([(w.slice, w.addr) for w in rows], max(w.ready for w in rows), [w.writer for w in rows])
             t, _, _, _ = self.job(
                 [f"MXM.{p}.W"],
                 int(self.pos_plane[p]),
@@ -611,6 +643,7 @@ class Builder:
                 align=False,
             )
             t += 1
+            r0 += k
         return t - 1
 
     def alloc_weights(self, name: str, value: np.ndarray, f16: bool, chunk: int | None = None) -> TensorInfo:

@@ -9,9 +9,9 @@ so Y[r][j] = X[j][r]. The scratch tile is one slice, one SRAM bank, zero in the 
 beyond X's last row are never written and stay zero, so Y's padding lanes are zero. The output rows are spread
 over many slices, so that an MXM weight load (LW) can take many consecutive rows in one cycle.
 
-MXM passes (`mxm_pass`): the weight-stationary schedule of `Builder.matmul` for weight tiles given row by row,
-each byte row a word of a computed tensor or a zero word: attention multiplies by Q^T per head (the other rows
-zero) and by the softmax probabilities.
+MXM passes (`mxm_pass`): `Builder.mxm_units`, the weight-stationary schedule of every matrix product, for weight
+tiles given row by row, each byte row a word of a computed tensor or a zero word: attention multiplies by Q^T per
+head (the other rows zero) and by the softmax probabilities.
 """
 
 from __future__ import annotations
@@ -20,21 +20,10 @@ import math
 
 import numpy as np
 
-from .. import isa
 from ..isa import Instruction as I
-from ..mxm import abc_latency
-from .builder import SchedulingError, Vec
+from .builder import Row, SchedulingError, Vec
 
 __all__ = ["Row", "alloc_table", "gather_job", "mxm_pass", "transpose", "zero_word"]
-
-
-class Row:
-    """One byte row of a weight tile: a MEM word, the cycle from which it can be read, and its writer."""
-
-    __slots__ = ("slice", "addr", "ready", "writer")
-
-    def __init__(self, s, a, ready=0, writer=-1):
-        self.slice, self.addr, self.ready, self.writer = int(s), int(a), int(ready), int(writer)
 
 
 def byte_rows(v: Vec) -> list[Row]:
@@ -181,91 +170,6 @@ def byte_done(b, name: str, r: int, t: int, bp: int, end: int, write: int) -> No
 
 # ---------------------------------------------------------------------------------------------- MXM passes
 def mxm_pass(low, units, f16: bool, what: str) -> None:
-    """Weight-stationary MXM work. units: [(ksteps, outs)], one accumulator pass each: ksteps [(wrows, half,
-    avecs)] in accumulation order, wrows the tile's L byte rows (`Row`, or None for a zero row), half the fp16
-    lane half of the activations, avecs the activation Vec of every output row; outs [(tensor, row, tile)] the
-    output rows, written when the last k step emits them. Units go round-robin to the planes; on a plane, the
-    next tile's weights load while the current one computes (across passes too)."""
+    """`Builder.mxm_units` with units round-robin over the planes and zero rows from `zero_word`."""
     b = low.b
-    cfg, tl = b.cfg, b.res.tl
-    lat, d_acc, d_iw = abc_latency(cfg), cfg.delay("mxm.acc"), cfg.delay("mxm.iw")
-    occ = isa.occupancy("ABC.f16" if f16 else "ABC.i8")
-    chunk = cfg.n_streams // 2
-    for ksteps, outs in units:
-        p = b.next_plane()
-        pos_p = int(b.pos_plane[p])
-        last_abc, lw_t = b.plane_abc_free[p] - 1, b.plane_lw_free[p]
-        t = 0
-        for kk, (wrows, half, avecs) in enumerate(ksteps):
-            lw_end = _load_rows(low, p, wrows, lw_t, chunk, what)
-            t_iw = max(lw_end + 1, last_abc + 1 - d_iw)
-            while not tl.free(f"MXM.{p}.W", t_iw):
-                t_iw += 1
-            b._put(f"MXM.{p}.W", t_iw, I("IW", ()))
-            t = t_iw + d_iw
-            last = kk == len(ksteps) - 1
-            mode = (isa.ACC_ADD if kk else 0) | (isa.ACC_EMIT if last else 0)
-            for m, av in enumerate(avecs):
-
-                def acc(dg, row=m, mode=mode):
-                    return I("ACC.f32" if f16 else "ACC.i32", (row, mode, dg))
-
-                def abc(q, sb, db, half=half):
-                    return I("ABC.f16", (sb[0], half)) if f16 else I("ABC.i8", (sb[0],))
-
-                name, r, tile = outs[m]
-                t, _, ws, end = b.job(
-                    [f"MXM.{p}.A"],
-                    pos_p,
-                    [av],
-                    b.out_words(name, r, tile) if last else None,
-                    lat + d_acc,
-                    abc,
-                    what=what,
-                    t0=t,
-                    occupancy=occ,
-                    after=[(f"MXM.{p}.C", lat, acc)],
-                    emit_dir=1 - cfg.plane_in_dir(p),
-                )
-                if last:
-                    b.done(name, r, tile, end, ws)
-                last_abc = t
-                t += occ
-            lw_t = t_iw + 1
-        b.plane_abc_free[p] = last_abc + 1
-        b.plane_lw_free[p] = lw_t
-
-
-def _load_rows(low, p, wrows: list, t: int, chunk: int, what: str) -> int:
-    """LW the L byte rows into plane p from cycle t: runs of consecutive rows from distinct slices (at most
-    `chunk`; a zero row reads a zero word from a slice the run does not use), one LW each; returns the last LW's
-    cycle."""
-    b = low.b
-    r0 = 0
-    L = len(wrows)
-    while r0 < L:
-        rows, used = [], set()
-        while r0 + len(rows) < L and len(rows) < chunk:
-            w = wrows[r0 + len(rows)]
-            if w is None:
-                w = zero_word(low, used)
-            elif w.slice in used:
-                break
-            used.add(w.slice)
-            rows.append(w)
-        k = len(rows)
-        src = Vec([(w.slice, w.addr) for w in rows], max(w.ready for w in rows), [w.writer for w in rows])
-        t, _, _, _ = b.job(
-            [f"MXM.{p}.W"],
-            int(b.pos_plane[p]),
-            [src],
-            None,
-            0,
-            lambda q, sb, db, r0=r0, k=k: I("LW", (r0, sb[0], k)),
-            what=f"weight load of {what}",
-            t0=t,
-            align=False,
-        )
-        t += 1
-        r0 += k
-    return t - 1
+    b.mxm_units(units, f16, what, [b.next_plane() for _ in units], zero=lambda avoid: zero_word(low, avoid))
