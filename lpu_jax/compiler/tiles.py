@@ -23,7 +23,7 @@ import numpy as np
 from ..isa import Instruction as I
 from .builder import Row, SchedulingError, Vec
 
-__all__ = ["Row", "alloc_table", "gather_job", "mxm_pass", "transpose", "zero_word"]
+__all__ = ["alloc_table", "byte_done", "byte_rows", "gather_job", "mxm_pass", "transpose", "zero_word"]
 
 
 def byte_rows(v: Vec) -> list[Row]:
