@@ -182,7 +182,7 @@ def _mnemonics_drawn(cfg: L.ChipConfig, n: int) -> set[str]:
 
 
 def test_the_strategy_draws_every_instruction():
-    seen = _mnemonics_drawn(TINY, 20)
+    seen = _mnemonics_drawn(TINY, 30)  # 20 draws missed `exp` (measured); 30 draw every op
     assert _UNIT_MNEMONICS <= seen, _UNIT_MNEMONICS - seen
     assert set(isa.VXM_OPS) <= {m.split(".")[0] for m in seen}, set(isa.VXM_OPS) - {m.split(".")[0] for m in seen}
 
