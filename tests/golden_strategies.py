@@ -277,6 +277,7 @@ def _streamer(draw, cfg: ChipConfig, m: int) -> list[isa.Instruction]:
     slice's number in its hemisphere: slices fill streams 0, 1, 2, 3 (an fp16 or fp32 group, LW rows)."""
     n = draw(st.one_of(st.integers(4, 40), st.integers(40, 64)))
     s = draw(st.sampled_from((0, 1, 1, -1)))
+    n = min(n, cfg.mem_words - 1) if s else n  # the last address, a + n * s, stays in range
     a = draw(st.integers(max(0, -s * n), cfg.mem_words - 1 - max(0, s * n)))
     lead = draw(st.integers(0, 4))
     h = cfg.n_mem // 2
