@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,66 +30,11 @@ import lpu_jax.compiler as C
 from lpu_jax import isa
 from lpu_jax.compiler.schedule import Schedule
 
-D = 40  # as in tests/test_compiler.py: two lane tiles on `small` (32 lanes), the second ragged
+# the functions tests/test_compiler.py compiles, taken from it (one definition, timed here and tested there)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_compiler import D, ffn_fp16, ffn_int8, int8_params, layer_norm, softmax  # noqa: E402
 
 
-# --------------------------------------------------------------------------- the functions (tests/test_compiler.py)
-def layer_norm(x, g, b, eps=1e-5):
-    n = x.shape[-1]
-    mu = jnp.sum(x, -1, keepdims=True) * (1.0 / n)
-    xc = x - mu
-    var = jnp.sum(xc * xc, -1, keepdims=True) * (1.0 / n)
-    return xc * jax.lax.rsqrt(var + eps) * g + b
-
-
-def quant(x, inv):
-    return jnp.clip(jnp.round(x * inv), -127, 127).astype(jnp.int8)
-
-
-def quant_lax(x, inv):
-    return jax.lax.clamp(-127.0, jax.lax.round(x * inv, jax.lax.RoundingMethod.TO_NEAREST_EVEN), 127.0).astype(jnp.int8)
-
-
-def gelu_tanh(x):
-    return 0.5 * x * (1.0 + jnp.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
-
-
-def ffn_int8(p, x):
-    h = jnp.dot(quant_lax(x, p["inv1"]), p["w1"], preferred_element_type=jnp.int32)
-    h = gelu_tanh(h.astype(jnp.float32) * p["deq1"] + p["b1"])
-    y = jnp.dot(quant(h, p["inv2"]), p["w2"], preferred_element_type=jnp.int32)
-    y = y.astype(jnp.float32) * p["deq2"] + p["b2"]
-    return layer_norm(x + y, p["g"], p["b"])
-
-
-def ffn_fp16(p, x):
-    h = jnp.dot(x.astype(jnp.float16), p["w1"], preferred_element_type=jnp.float32)
-    h = gelu_tanh(h + p["b1"])
-    return jnp.dot(h.astype(jnp.float16), p["w2"], preferred_element_type=jnp.float32) + p["b2"]
-
-
-def softmax(x):
-    m = jnp.max(x, -1, keepdims=True)
-    e = jnp.exp(x - m)
-    return e / jnp.sum(e, -1, keepdims=True)
-
-
-def int8_params(rng, d=D, f=56):
-    return {
-        "inv1": np.float32(30.0),
-        "w1": rng.integers(-127, 128, (d, f)).astype(np.int8),
-        "deq1": (rng.random(f) * 2e-3).astype(np.float32),
-        "b1": (rng.standard_normal(f) * 0.1).astype(np.float32),
-        "inv2": np.float32(40.0),
-        "w2": rng.integers(-127, 128, (f, d)).astype(np.int8),
-        "deq2": (rng.random(d) * 2e-3).astype(np.float32),
-        "b2": (rng.standard_normal(d) * 0.1).astype(np.float32),
-        "g": (1 + 0.1 * rng.standard_normal(d)).astype(np.float32),
-        "b": (0.1 * rng.standard_normal(d)).astype(np.float32),
-    }
-
-
-# --------------------------------------------------------------------------- the cases
 def _layer_norm_case():
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((3, D)) * 3 + 1).astype(np.float32)
