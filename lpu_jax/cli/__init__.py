@@ -1,4 +1,8 @@
-"""The `lpu-jax` command line. Printing and argument parsing live here alone; the library raises errors."""
+"""The `lpu-jax` command line. Printing and argument parsing live in this package alone; the library raises errors.
+
+The jobs (demo, fma, gemm, embed) are here; the golden-model tools register their own subcommands:
+`files` (asm, disasm, run), `diff` (diff), `export` (trace-to-vcd, trace-to-perfetto).
+"""
 
 from __future__ import annotations
 
@@ -37,10 +41,10 @@ def _demo(args) -> int:
 
 
 def _fma(args) -> int:
-    from .config import groqchip1
-    from .programs import read_output, relu_fma
-    from .sim import is_idle, run
-    from .state import hazard_report, init_state, mem_image
+    from ..config import groqchip1
+    from ..programs import read_output, relu_fma
+    from ..sim import is_idle, run
+    from ..state import hazard_report, init_state, mem_image
 
     cfg = groqchip1()
     rng = np.random.default_rng(args.seed)
@@ -70,9 +74,9 @@ def _fma(args) -> int:
 
 
 def _gemm(args) -> int:
-    from . import config
-    from .kernels import gemm, run_kernel
-    from .state import hazard_report
+    from .. import config
+    from ..kernels import gemm, run_kernel
+    from ..state import hazard_report
 
     cfg = getattr(config, args.config)()
     t0 = time.perf_counter()
@@ -115,8 +119,8 @@ def _gemm(args) -> int:
 
 def _embed_and_check(policy: str, seq_len: int, sentences, layers, check: bool, title: str):
     """Compile MiniLM, embed the sentences on the chip, print the report and the agreement; returns a dict."""
-    from .embed import ChipEmbedder
-    from .reference import minilm
+    from ..embed import ChipEmbedder
+    from ..reference import minilm
 
     minilm.encode(list(sentences), seq_len)  # a sentence too long for seq_len: the error before compiling
     t0 = time.perf_counter()
@@ -162,7 +166,7 @@ def _embed(args) -> int:
 
 
 def _encoded(cfg, program):
-    from .isa import encode
+    from ..isa import encode
 
     return encode(cfg, program)
 
@@ -198,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", type=Path, help="write the embeddings and the report as JSON to this path")
     e.add_argument("--no-check", action="store_true", help="skip the comparison with the flax fp32 model")
     e.set_defaults(func=_embed)
+    from . import diff, export, files
+
+    for tool in (files, diff, export):
+        tool.register(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,9 @@
+"""`lpu-jax` subcommands: diff."""
+
+from __future__ import annotations
+
+__all__ = ["register"]
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the `lpu-jax` argument parser's subparsers."""
