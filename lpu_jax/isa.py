@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .config import ChipConfig
-from .dtypes import DTYPES, dtype_by_name
+from .dtypes import DTYPES, dtype_by_code, dtype_by_name
 
 __all__ = [
     "E",
@@ -45,6 +45,8 @@ __all__ = [
     "Program",
     "ProgramError",
     "Stream",
+    "decode",
+    "decode_row",
     "encode",
     "queue_names",
 ]
@@ -546,3 +548,114 @@ def encode(cfg: ChipConfig, program: Program, length: int | None = None) -> np.n
         for i, ins in enumerate(program.queues.get(name, ())):
             arr[qi, i] = encode_instruction(cfg, ins)
     return arr
+
+
+# --------------------------------------------------------------------------- decoding (binary -> Program)
+_MNEMONIC = {v: k for k, v in _OPCODE.items() if not k.startswith(("ABC.", "ACC."))}
+_VXM_BY_INDEX = {v[0]: k for k, v in VXM_OPS.items()}
+
+
+def _stream_of(cfg: ChipConfig, sid: int, field: int) -> Stream:
+    S = cfg.n_streams
+    if not 0 <= sid < 2 * S:
+        raise ProgramError(f"field {field} holds stream id {sid}, outside 0..{2 * S - 1} for {cfg.name}")
+    return Stream("EW"[sid // S], sid % S)
+
+
+def _dtype_name(code: int, field: int) -> str:
+    try:
+        return dtype_by_code(code).name
+    except (KeyError, ValueError):
+        raise ProgramError(f"field {field} holds element type code {code}, which is not an ISA type") from None
+
+
+def decode_row(cfg: ChipConfig, row) -> Instruction:
+    """The instruction of one encoded row (int [N_FIELDS]): the inverse of `encode_instruction`.
+
+    Raises ProgramError for an unknown opcode, a bad element type code or stream id, or a non-zero field the
+    instruction does not use (so that `encode_instruction(cfg, decode_row(cfg, r)) == r` for every accepted r).
+    A HALT row (opcode 0) decodes to Instruction("HALT"), which is not a program instruction.
+    """
+    r = [int(x) for x in np.asarray(row).reshape(-1)]
+    if len(r) != N_FIELDS:
+        raise ProgramError(f"an encoded instruction has {N_FIELDS} fields, got {len(r)}")
+    op = r[0]
+    if op == HALT:
+        used: tuple[int, ...] = ()
+        ins = Instruction("HALT")
+    elif op >= VXM_BASE:
+        name = _VXM_BY_INDEX.get(op - VXM_BASE)
+        if name is None:
+            raise ProgramError(f"unknown opcode {op}")
+        t1, t2 = _dtype_name(r[1], 1), _dtype_name(r[2], 2)
+        m = f"convert.{t1}.{t2}" if name == "convert" else f"{name}.{t1}"
+        n = VXM_OPS[name][1] + 1
+        ins = Instruction(m, tuple(_stream_of(cfg, r[3 + k], 3 + k) for k in range(n)))
+        used = (1, 2, *range(3, 3 + n))
+        if name != "convert" and (t2 != (t1 if name != "requant" else "i8")):
+            raise ProgramError(f"field 2 holds element type {t2}, but {m} needs {t1 if name != 'requant' else 'i8'}")
+    elif op == ABC:
+        t = _dtype_name(r[4], 4)
+        if t not in ("i8", "f16"):
+            raise ProgramError(f"field 4 holds element type {t}; ABC takes i8 or f16")
+        m = f"ABC.{t}"
+        ins = Instruction(m, (_stream_of(cfg, r[2], 2),) + ((r[3],) if t == "f16" else ()))
+        used = (2, 3, 4) if t == "f16" else (2, 4)
+    elif op == ACC:
+        t = _dtype_name(r[4], 4)
+        if t not in ("i32", "f32"):
+            raise ProgramError(f"field 4 holds element type {t}; ACC takes i32 or f32")
+        ins = Instruction(f"ACC.{t}", (r[1], r[3], _stream_of(cfg, r[2], 2)))
+        used = (1, 2, 3, 4)
+    elif op in _MNEMONIC:
+        m = _MNEMONIC[op]
+        sig = signature(m)
+        first = 2 if (m in SXM_SIGS or m in ("Gather", "Scatter")) else 1
+        ops = tuple(
+            r[first + k] if kind in INT_KINDS else _stream_of(cfg, r[first + k], first + k)
+            for k, kind in enumerate(sig)
+        )
+        ins = Instruction(m, ops)
+        used = tuple(range(first, first + len(sig)))
+    else:
+        raise ProgramError(f"unknown opcode {op}")
+    for k in range(1, N_FIELDS):
+        if k not in used and r[k] != 0:
+            raise ProgramError(f"{ins.mnemonic}: field {k} is {r[k]}, but the instruction does not use it (must be 0)")
+    return ins
+
+
+def decode(cfg: ChipConfig, arr) -> Program:
+    """The program of an encoded array int32 [n_queues, L, N_FIELDS]: the inverse of `encode`.
+
+    Each queue ends at its first HALT row; every row after it must be zero (HALT padding). The result is
+    validated (`validate`). Errors name the queue and the row.
+    """
+    arr = np.asarray(arr)
+    names = queue_names(cfg)
+    if arr.ndim != 3 or arr.shape[0] != len(names) or arr.shape[2] != N_FIELDS:
+        raise ProgramError(
+            f"an encoded program must be [{len(names)}, L, {N_FIELDS}] for {cfg.name}, got shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ProgramError(f"an encoded program must hold integers, got {arr.dtype}")
+    queues = {}
+    for qi, name in enumerate(names):
+        halts = np.nonzero(arr[qi, :, 0] == HALT)[0]
+        if not len(halts):
+            raise ProgramError(f"queue {name}: no HALT row (each queue must end with one)")
+        end = int(halts[0])
+        if arr[qi, end:].any():
+            bad = end + int(np.nonzero(arr[qi, end:].any(-1))[0][0])
+            raise ProgramError(f"queue {name}, row {bad}: a non-zero row after the queue's HALT at row {end}")
+        body = []
+        for i in range(end):
+            try:
+                body.append(decode_row(cfg, arr[qi, i]))
+            except ProgramError as e:
+                raise ProgramError(f"queue {name}, row {i}: {e}") from None
+        if body:
+            queues[name] = tuple(body)
+    prog = Program(queues)
+    validate(cfg, prog)
+    return prog
