@@ -20,6 +20,7 @@ API:
     row = it.step()                  one cycle; returns that cycle's trace row (dict, TRACE_FIELDS)
     traces = it.run(n)               n cycles; {field: array [n, ...]}
     it.mem                           SRAM image uint8 [M, W, L] (address-linear)
+    snap = it.snapshot(); it.restore(snap)   a deep copy of the state, and back to it (checkpoints)
     it.hz_count / hz_first_cycle / hz_first_where   int64 [5] (HAZARD_KINDS order)
 
 Trace fields (as `sim.TRACE_FIELDS`, for the cycle c just run):
@@ -39,6 +40,7 @@ there, so `compare_traces` masks them.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import NamedTuple
 
@@ -465,6 +467,15 @@ class Interp:
             "hazards": self.hz_count.copy(),
         }
         return row
+
+    def snapshot(self) -> dict:
+        """A deep copy of the machine's state (everything but the config and the program): `restore` returns to
+        it, bit for bit, as often as wanted (checkpoints of `lpu_jax.lockstep`)."""
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("cfg", "prog", "names")})
+
+    def restore(self, snap: dict) -> None:
+        """Return to a `snapshot()` (the snapshot stays intact, for another restore)."""
+        self.__dict__.update(copy.deepcopy(snap))
 
     def run(self, n: int) -> dict:
         """Run n cycles; {field: array [n, ...]} for every field of TRACE_FIELDS."""
