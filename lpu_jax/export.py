@@ -26,7 +26,8 @@ VCD (`write_vcd`), one scope per unit, named as the queues ("MEM.W17", "VXM.3", 
     MEM.<s>.sram.addr    integer   the Write's address; -1 for a Scatter
     MEM.<s>.sram.lane<k> reg 8     the byte committed in lane k (0 where the lane was not written)
     MEM.<s>.sram.lane<k>_addr  integer  the address lane k's byte went to; -1 where the lane was not written
-    hazards.<kind>       integer   running hazard counts (`state.HAZARDS`), held between changes
+    hazards.<kind>       integer   running hazard counts (`state.HAZARDS`), held between changes (before the
+                                   first change: 0 for a dump from cycle 0, else x)
 Idle convention: an event is a one-cycle pulse. Every value above except the hazard counts is x (unknown) in
 cycles where nothing happened, takes the event's value in the event's cycle and returns to x the next cycle
 (text returns to ""); two equal events in consecutive cycles show as one value two cycles wide, and the event
@@ -174,7 +175,11 @@ def _signals(signals, first: Events | None) -> tuple[str, ...]:
     if signals is None:
         if first is None:
             return EXPORTED
-        return tuple(s for s in EXPORTED if s in first)
+        out = tuple(s for s in EXPORTED if s in first)
+        if not out:
+            have = ", ".join(first) or "none"
+            raise ValueError(f"the events hold none of the exported signals ({', '.join(EXPORTED)}); they hold {have}")
+        return out
     if isinstance(signals, str):
         signals = [signals]
     signals = tuple(signals)
@@ -314,8 +319,9 @@ def write_vcd(
 
     `out`: a path or a text file. `start`: the cycle the dump begins at (the initial values, all idle); `stop`:
     the cycle it ends at (default: the cycle after the last change). `hazards0`: the hazard counts before the
-    first event (default zeros: right for a run recorded from a fresh machine). Returns the number of events
-    written (issues, landings, commits and hazard changes).
+    first change (default: zeros when `start` is 0, a run recorded from a fresh machine; else x, unknown, since
+    events record only changes). Returns the number of events written (issues, landings, commits and hazard
+    changes).
     """
     from vcd import VCDWriter
 
@@ -323,9 +329,12 @@ def write_vcd(
     sel = _Selection(cfg, queues, ports, slices, lanes)
     src = _Chunks(cfg, chunks, signals)
     sigs = src.signals
-    h0 = np.zeros(len(HAZARDS), np.int64) if hazards0 is None else np.asarray(hazards0, np.int64).reshape(-1)
-    if h0.shape != (len(HAZARDS),):
-        raise ValueError(f"hazards0 must hold {len(HAZARDS)} counts ({', '.join(HAZARDS)}), got {h0.shape[0]}")
+    if hazards0 is None:
+        h0 = [0] * len(HAZARDS) if start == 0 else ["x"] * len(HAZARDS)
+    else:
+        h0 = [int(x) for x in np.asarray(hazards0, np.int64).reshape(-1)]
+        if len(h0) != len(HAZARDS):
+            raise ValueError(f"hazards0 must hold {len(HAZARDS)} counts ({', '.join(HAZARDS)}), got {len(h0)}")
     if time == "cycles":
         scale, ratio = "1 ns", Fraction(1)
     else:
@@ -356,7 +365,7 @@ class _VcdState:
     """VCD variables and the idle returns still to write (they wait for the next chunk: it may have events at
     the same cycle)."""
 
-    def __init__(self, w, cfg: ChipConfig, sel: _Selection, sigs: tuple[str, ...], h0: np.ndarray, start: int):
+    def __init__(self, w, cfg: ChipConfig, sel: _Selection, sigs: tuple[str, ...], h0: list, start: int):
         self.w, self.cfg, self.sel, self.sigs, self.start = w, cfg, sel, sigs, start
         self.vars: list = []  # index -> pyvcd variable
         self.idle: list = []  # index -> idle value (None: holds, no idle return)
@@ -376,7 +385,7 @@ class _VcdState:
         self.idle.append(idle)
         return len(self.vars) - 1
 
-    def _register(self, h0: np.ndarray) -> None:
+    def _register(self, h0: list) -> None:
         sel, lanes = self.sel, self.sel.lanes
         if "issue" in self.sigs:
             for q in np.nonzero(sel.queues)[0]:
@@ -401,7 +410,7 @@ class _VcdState:
                 la = [self._var(s, f"lane{k}_addr", "integer", 32, "x") for k in lanes]
                 self.m[int(m)] = (ev, addr, data, la)
         if "hazards" in self.sigs:
-            self.h = [self._var("hazards", k, "integer", 64, int(v), idle=None) for k, v in zip(HAZARDS, h0)]
+            self.h = [self._var("hazards", k, "integer", 64, v, idle=None) for k, v in zip(HAZARDS, h0)]
 
     def chunk(self, ch: Events, at) -> None:
         changes: dict[int, dict[int, object]] = {}
