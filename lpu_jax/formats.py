@@ -37,6 +37,7 @@ import functools
 import json
 import math
 import os
+import re
 import struct
 import types
 import typing
@@ -82,7 +83,12 @@ or accumulator rows (GroqChip1 has 144 queues, 320 lanes): a reader's work stays
 
 
 class FormatError(ValueError):
-    """A file that cannot be read: the message names the file, the part (header, block k, column ...) and why."""
+    """A file that cannot be read: the message names the file, the part (header, block k, column ...) and why.
+
+    The message is one line: control characters (from a file name or a header's strings) are escaped."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], str(message)))
 
 
 # --------------------------------------------------------------------------- the config as JSON
@@ -151,7 +157,7 @@ def config_from_dict(d) -> ChipConfig:
     names = [f.name for f in dataclasses.fields(ChipConfig)]
     unknown = [k for k in d if k not in hints]
     if unknown:
-        raise FormatError(f"config.{str(unknown[0]):.60}: unknown field (this reader knows {', '.join(names)})")
+        raise FormatError(f"config.{str(unknown[0])[:60]}: unknown field (this reader knows {', '.join(names)})")
     missing = [k for k in names if k not in d]
     if missing:
         raise FormatError(f"config.{missing[0]}: missing")
@@ -431,7 +437,7 @@ def _read_arrays(src: _In, header: dict, expected: list[tuple[str, str, tuple[in
         if h["dtype"] != dt:
             raise src.err("header", f"array {name!r} has dtype {str(h['dtype'])!r:.40}; {what} needs {dt!r}")
         if _shape_of(h["shape"]) != shape:
-            raise src.err("header", f"array {name!r} has shape {str(h['shape']):.80}; {what} needs {list(shape)}")
+            raise src.err("header", f"array {name!r} has shape {h['shape']!r:.80}; {what} needs {list(shape)}")
     out = []
     for k, (name, dt, shape) in enumerate(expected):
         part = f"block {k} ({name})"
@@ -654,7 +660,7 @@ def _check_trace_header(src: _In, header: dict, cfg: ChipConfig):
             if g.get("dtype") != dt or _shape_of(g.get("shape")) != shape or len(g) != 3:
                 raise src.err(
                     "header",
-                    f"column {s}.{k} is {str(g.get('dtype')):.20} {str(g.get('shape')):.60}; "
+                    f"column {s}.{k} is {g.get('dtype')!r:.20} {g.get('shape')!r:.60}; "
                     f"{cfg.name} needs {dt} {list(shape)}",
                 )
     if not isinstance(header.get("meta"), dict):
@@ -663,7 +669,7 @@ def _check_trace_header(src: _In, header: dict, cfg: ChipConfig):
     if w is not None and not (
         isinstance(w, list) and len(w) == 2 and all(type(x) is int for x in w) and 0 <= w[0] <= w[1]
     ):
-        raise src.err("header", f"window must be null or [start, stop] with 0 <= start <= stop, got {str(w):.60}")
+        raise src.err("header", f"window must be null or [start, stop] with 0 <= start <= stop, got {w!r:.60}")
     return signals, layout
 
 
