@@ -208,7 +208,8 @@ class _Chunks:
 
     def __iter__(self) -> Iterator[Events]:
         if self.first is not None:
-            yield self._check(self.first)
+            first, self.first = self.first, None  # held no longer than its turn
+            yield self._check(first)
         for ch in self.it:
             yield self._check(ch)
 
@@ -513,6 +514,7 @@ def _perfetto(cfg: ChipConfig, sel: _Selection, src: _Chunks, time: str) -> Iter
     text = _Text(cfg)
     M, A, Pl = cfg.n_mem, cfg.vxm_alus, cfg.n_planes
     lo, hi = sel.lanes.start, sel.lanes.stop
+    pwords = [port_name(cfg, p) for p in range(n_ports(cfg))]
     named_p: set[int] = set()
     named_t: set[tuple[int, int]] = set()
 
@@ -584,7 +586,7 @@ def _perfetto(cfg: ChipConfig, sel: _Selection, src: _Chunks, time: str) -> Iter
                 name = sel.port_names[i]
                 pid, tid = _PIDS[name.split(".", 1)[0]], 1001 + i
                 yield from meta(pid, tid, name, 10 * port_first_queue(i) + 5)
-                args = {"port": port_name(cfg, i), "sid": sid, "width": wd, "cycle": c, "lanes": [lo, hi], "bytes": d}
+                args = {"port": pwords[i], "sid": sid, "width": wd, "cycle": c, "lanes": [lo, hi], "bytes": d}
                 yield {
                     "name": _stream_text(cfg, sid, wd),
                     "cat": "land",
@@ -641,11 +643,12 @@ def write_perfetto(
     """Write `perfetto_events` as a Chrome trace-event JSON file, one event a line, streaming (the array is never
     built). `out`: a path or a text file. Returns the number of trace events written (metadata included)."""
     events = perfetto_events(cfg, chunks, signals, queues=queues, ports=ports, slices=slices, lanes=lanes, time=time)
+    encode = json.JSONEncoder(separators=(",", ":")).encode
     n = 0
     with _text_out(out) as f:
         f.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
         for ev in events:
-            f.write((",\n" if n else "") + json.dumps(ev, separators=(",", ":")))
+            f.write((",\n" if n else "") + encode(ev))
             n += 1
         f.write("\n]}\n")
     return n

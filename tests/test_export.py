@@ -488,3 +488,22 @@ def test_cli_not_a_trace(tmp_path, capsys):
     bad.write_text("$comment not a trace $end\n")
     rc, _, err = _cli(["trace-to-vcd", str(bad), "-o", str(tmp_path / "o.vcd")], capsys)
     assert rc == 2 and str(bad) in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_trace_recorded_over_a_window(events, tmp_path, capsys):
+    """A trace of cycles 5..19 dumps from cycle 5, its hazard counts x (unknown) until their first change."""
+    from lpu_jax import formats
+
+    path, out = tmp_path / "w.lputrace", tmp_path / "w.vcd"
+    with formats.TraceWriter(path, TINY, EXPORTED, window=(5, N_CYCLES)) as w:
+        w.append(trace.select({s: events[s] for s in EXPORTED}, 5, N_CYCLES))
+    rc, _, err = _cli(["trace-to-vcd", str(path), "-o", str(out), "--window", "0:30"], capsys)
+    assert rc == 0 and not err
+    v, _ = _vcd(out.read_text())
+    assert v.begintime == 5 and v.endtime == 30
+    hz = events["hazards"]
+    first = int(hz["cycle"][hz["cycle"] >= 5][0])
+    for j, kind in enumerate(HAZARDS):
+        got = [_num(s, 64) for s in _at(v[f"hazards.{kind}"].tv, range(5, 30))]
+        want = [None if t < first else int(hz["count"][hz["cycle"] <= t][-1, j]) for t in range(5, 30)]
+        assert got == want, kind

@@ -71,7 +71,7 @@ def _open(args):
                 return  # chunks come in time order: the rest lies after the window
 
     span = header.get("window") or [0, None]
-    start = lo if lo is not None else span[0]
+    start = span[0] if lo is None else max(lo, span[0])  # never before the recorded cycles
     stop = hi if hi is not None else span[1]
     return cfg, kw, pieces(), start, stop
 
