@@ -327,6 +327,10 @@ def write_vcd(
     from vcd import VCDWriter
 
     _check_time(time)
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise ValueError(f"start must be a cycle >= 0, got {start!r}")
+    if stop is not None and (isinstance(stop, bool) or not isinstance(stop, (int, np.integer)) or stop < start):
+        raise ValueError(f"stop must be a cycle >= start ({start}), got {stop!r}")
     sel = _Selection(cfg, queues, ports, slices, lanes)
     src = _Chunks(cfg, chunks, signals)
     sigs = src.signals

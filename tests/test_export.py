@@ -407,6 +407,10 @@ def test_bad_chunks(recorded, events, tmp_path):
             write(tmp_path / "x", cfg, events)
     with pytest.raises(ValueError, match="before the dump's start, cycle 5"):
         write_vcd(io.StringIO(), cfg, chunks, start=5)
+    with pytest.raises(ValueError, match="start must be a cycle >= 0, got -1"):
+        write_vcd(io.StringIO(), cfg, chunks, start=-1)
+    with pytest.raises(ValueError, match=r"stop must be a cycle >= start \(5\), got 3"):
+        write_vcd(io.StringIO(), cfg, chunks, start=5, stop=3)
 
 
 # --------------------------------------------------------------------------- the command line
