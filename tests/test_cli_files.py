@@ -220,7 +220,7 @@ def test_run_outputs_match_independent_runs(inputs, tmp_path, capsys):
     assert stdout.count("\n") == 1 and stdout.startswith(f"lpu-jax run: {N} cycles on tiny; ")
     for s in trace.SIGNALS:
         assert f"{s} {len(golden[s]['cycle'])}" in stdout
-    assert "hazards: none" in stdout and "cycles/s" in stdout
+    assert "hazard report: none" in stdout and "cycles/s" in stdout
     # the SRAM image equals the interpreter's; the state equals a direct sim.run's
     it = Interp(TINY, L.encode(TINY, PROGRAM), image)
     it.run(N)
@@ -251,7 +251,7 @@ def test_run_zero_cycles_without_mem(inputs, tmp_path, capsys):
     assert main(["run", str(d / "load.lpuprog"), "--cycles", "0", "--mem-out", str(tmp_path / "m.lpumem")]) == 0
     cfg, image = formats.read_mem(tmp_path / "m.lpumem")
     assert cfg == TINY and not image.any()
-    assert "lpu-jax run: 0 cycles on tiny; events: none recorded; hazards: none" in capsys.readouterr().out
+    assert "lpu-jax run: 0 cycles on tiny; events: none recorded; hazard report: none" in capsys.readouterr().out
 
 
 @pytest.mark.slow

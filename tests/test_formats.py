@@ -480,7 +480,7 @@ def _fuzz(files, scratch, kind, data, must_fail=True):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=60, **FUZZ)
+@settings(max_examples=30, **FUZZ)
 @given(st.data())
 def test_fuzz_truncation(files, scratch, kind, data):
     raw = files[kind][1]
@@ -489,7 +489,7 @@ def test_fuzz_truncation(files, scratch, kind, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=100, **FUZZ)
+@settings(max_examples=50, **FUZZ)
 @given(st.data())
 def test_fuzz_bit_flip(files, scratch, kind, data):
     raw = bytearray(files[kind][1])
@@ -501,7 +501,7 @@ def test_fuzz_bit_flip(files, scratch, kind, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=60, **FUZZ)
+@settings(max_examples=30, **FUZZ)
 @given(st.data())
 def test_fuzz_overwritten_bytes(files, scratch, kind, data):
     """Up to 8 bytes overwritten anywhere: an error, or (the same bytes written back) the original."""
@@ -538,7 +538,7 @@ def _replace(v, path, new):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=80, **FUZZ)
+@settings(max_examples=40, **FUZZ)
 @given(st.data())
 def test_fuzz_header_values(files, scratch, kind, data):
     """Any value of the header replaced by any JSON value (sizes, shapes, config fields ...), CRCs valid: an error,
@@ -555,7 +555,7 @@ def test_fuzz_header_values(files, scratch, kind, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=40, **FUZZ)
+@settings(max_examples=20, **FUZZ)
 @given(header=JSON | st.binary(max_size=64).map(lambda b: b.decode("latin-1")))
 def test_fuzz_random_header(files, scratch, kind, header):
     magic, version, flags, _, blocks = _split(files[kind][1])
@@ -564,7 +564,7 @@ def test_fuzz_random_header(files, scratch, kind, header):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=60, **FUZZ)
+@settings(max_examples=30, **FUZZ)
 @given(st.data())
 def test_fuzz_absurd_lengths(files, scratch, kind, data):
     """The header length, a block's length or a chunk's event counts set to anything (the CRCs made valid)."""
@@ -597,7 +597,7 @@ def test_fuzz_absurd_lengths(files, scratch, kind, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=30, **FUZZ)
+@settings(max_examples=20, **FUZZ)
 @given(st.data())
 def test_fuzz_blocks_added_or_dropped(files, scratch, kind, data):
     magic, version, flags, header, blocks = _split(files[kind][1])
@@ -621,7 +621,7 @@ def test_fuzz_blocks_added_or_dropped(files, scratch, kind, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=40, **FUZZ)
+@settings(max_examples=20, **FUZZ)
 @given(st.binary(max_size=200), st.booleans())
 def test_fuzz_garbage(files, scratch, kind, junk, with_magic):
     data = (F.MAGIC[kind] + junk) if with_magic else junk
