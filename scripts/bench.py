@@ -638,8 +638,12 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     return [(title, head, [[str(c) for c in r] for r in rows]) for title, head, rows in out]
 
 
-def print_tables(result: dict, plain: bool = False) -> None:
+def print_tables(result: dict, plain: bool = False, markdown: bool = False) -> None:
     parts = tables(result)
+    if markdown:
+        for title, head, rows in parts:
+            print(markdown_table(title, head, rows))
+        return
     try:
         if plain:
             raise ImportError
@@ -657,6 +661,15 @@ def print_tables(result: dict, plain: bool = False) -> None:
         for r in rows:
             t.add_row(*r)
         con.print(t)
+
+
+def markdown_table(title: str, head: list[str], rows: list[list[str]]) -> str:
+    """One part as a GitHub markdown table under a bold title (docs/benchmarks.md's tables)."""
+    right = [h not in ("config", "shape", "target", "vary", "cpu", "note") for h in head]
+    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def plain_table(title: str, head: list[str], rows: list[list[str]]) -> str:
@@ -683,22 +696,45 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     ap.add_argument("--skip", nargs="+", choices=SECTIONS, help="skip these sections")
     ap.add_argument("--json", type=Path, help="write the results as JSON to this path")
-    ap.add_argument("--configs", nargs="+", default=["tiny", "groqchip1"], help="configs of mem_vxm and mxm")
+    ap.add_argument(
+        "--configs",
+        nargs="+",
+        default=["tiny", "groqchip1"],
+        choices=["tiny", "small", "groqchip1"],
+        help="configs of mem_vxm and mxm (default tiny groqchip1)",
+    )
     ap.add_argument("--cycles", type=int, default=2048, help="timed cycles of mem_vxm and mxm (default 2048)")
     ap.add_argument("--chunk", type=int, default=256, help="cycles per scan (default 256)")
     ap.add_argument("--mxm-shape", help=f"the GEMM MxKxN of the mxm section (default per config: {MXM_SHAPES})")
     ap.add_argument("--mxm-warm", type=int, default=512, help="untimed cycles before the mxm window (default 512)")
-    ap.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES), help="GEMM shapes MxKxN (gemm, scalesim)")
+    ap.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(DEFAULT_SHAPES),
+        help="GEMM shapes MxKxN of gemm and scalesim (default: the MXM issue's four)",
+    )
     ap.add_argument("--minilm-seq", type=int, default=128, help="MiniLM sequence length (default 128)")
     ap.add_argument("--minilm-layers", type=int, help="the first N of MiniLM's 6 layers only (quicker)")
     ap.add_argument("--scaling-cycles", type=int, default=1024, help="timed cycles per scaling row (default 1024)")
-    ap.add_argument("--scaling-slices", nargs="+", type=int, default=[4, 11, 22, 44], help="MEM slices per hemisphere")
     ap.add_argument(
-        "--scaling-lengths", nargs="+", type=int, default=[64, 1024, 8192], help="program size classes (rows)"
+        "--scaling-slices",
+        nargs="+",
+        type=int,
+        default=[4, 11, 22, 44],
+        help="MEM slices per hemisphere (default 4 11 22 44)",
     )
-    ap.add_argument("--seed", type=int, default=0, help="seed of the GEMM inputs")
+    ap.add_argument(
+        "--scaling-lengths",
+        nargs="+",
+        type=int,
+        default=[64, 1024, 8192],
+        help="program size classes in rows (default 64 1024 8192)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the GEMM inputs (default 0)")
     ap.add_argument("--scalesim-python", default=str(SCALESIM_PYTHON), help="the python of SCALE-Sim's venv")
     ap.add_argument("--plain", action="store_true", help="plain text tables (rich is used when installed)")
+    ap.add_argument("--markdown", action="store_true", help="markdown tables (for docs/benchmarks.md)")
+    ap.add_argument("--from-json", type=Path, help="print the tables of an earlier run's JSON; run nothing")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     ap.add_argument("--section", choices=sorted(SECTION_FUNCS), help=argparse.SUPPRESS)
     ap.add_argument("--json-part", type=Path, help=argparse.SUPPRESS)
@@ -741,8 +777,16 @@ def main(argv=None) -> int:
         out["section"] = args.section
         args.json_part.write_text(json.dumps(out, indent=1, default=float))
         return 0
+    if args.from_json:  # only the tables of an earlier run
+        try:
+            result = json.loads(args.from_json.read_text())
+        except (OSError, ValueError) as e:
+            print(f"bench.py: error: cannot read {args.from_json}: {e}", file=sys.stderr)
+            return 2
+        print_tables(result, args.plain, args.markdown)
+        return 0
     result = run_suite(args)
-    print_tables(result, args.plain)
+    print_tables(result, args.plain, args.markdown)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str))
