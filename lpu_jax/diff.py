@@ -54,6 +54,7 @@ __all__ = [
     "Report",
     "compare_events",
     "compare_states",
+    "find_commit_producer",
     "find_producer",
     "find_producers",
     "producer_queue",
@@ -339,7 +340,7 @@ def find_producer(cfg: ChipConfig, issue: dict | None, port: int, cycle: int) ->
     return found[-1] if found else None
 
 
-def _commit_producer(cfg: ChipConfig, issue: dict | None, m: int, cycle: int) -> Producer | None:
+def find_commit_producer(cfg: ChipConfig, issue: dict | None, m: int, cycle: int) -> Producer | None:
     """The Write/Scatter committed on MEM slice m at `cycle` (docs/isa.md §6.2: the later issue wins)."""
     if issue is None:
         return None
@@ -486,8 +487,8 @@ class Report:
         more = ""
         if len(self.items) > 1:
             more = " Then: " + "; ".join(str(d) for d in self.items[1:]) + "."
-            if n > len(self.items):
-                more += f" ({n - len(self.items):,} more not listed.)"
+        if n > len(self.items):
+            more += f" ({n - len(self.items):,} more not listed.)"
         return head + more + notes
 
     def to_dict(self) -> dict:
@@ -722,7 +723,7 @@ class Differ:
         one = re if re is not None else ra
         cyc, m = int(one["cycle"]), int(one["slice"])
         unit = f"MEM slice {cfg.mem_names[m]}"
-        prod = NO_ISSUE if history is None else _commit_producer(cfg, history, m, cyc)
+        prod = NO_ISSUE if history is None else find_commit_producer(cfg, history, m, cyc)
         if prod is None:
             prod = f"producer unknown: no Write/Scatter issued on MEM.{cfg.mem_names[m]} commits at this cycle"
 

@@ -68,6 +68,8 @@ class LockStep:
                    the foreign model must start from the same point
     compare        the signals compared every cycle (`trace.SIGNALS`); "streams" compares the whole stream file
     mask           a `diff.Mask` of what to ignore; limit: how many divergences a report lists
+    sink           if given, called every cycle with lpu_jax's events of that cycle (the compared signals, and
+                   issue), e.g. to keep a trace of the run
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class LockStep:
         compare: Iterable[str] = ("issue", "land", "commit"),
         mask: Mask | None = None,
         limit: int = 20,
+        sink: Callable[[dict], None] | None = None,
     ):
         if state is not None and mem is not None:
             raise ValueError("give LockStep a state or a MEM image, not both")
@@ -104,6 +107,7 @@ class LockStep:
         else:
             raise ValueError("foreign must be a callable foreign(cycle) -> row, or an object with a .step() method")
         self.foreign = foreign
+        self._sink = sink
         self._differ = Differ(cfg, mask, limit)
         h0 = np.asarray(self._state.hazards.count, np.int64)
         self._prev = (h0, h0.copy())  # hazard counts before the next cycle: lpu_jax's, the foreign's
@@ -147,6 +151,8 @@ class LockStep:
         theirs = to_events(self.cfg, self._foreign_row(c, tr), self.compare, prev_hazards=self._prev[1])
         if "hazards" in self.compare:
             self._prev = (np.asarray(tr["hazards"][-1], np.int64), self._last_foreign_hazards(theirs))
+        if self._sink is not None:
+            self._sink(mine)
         expected = {s: mine[s] for s in self.compare}
         self._differ.add(expected, theirs, issue=mine["issue"])
 
