@@ -79,7 +79,7 @@ BLOCK_HEAD = _BLOCK.size + 4
 TAG_ARRAY, TAG_CHUNK, TAG_END = b"ARRY", b"CHNK", b"TEND"
 _LIMIT = 1 << 20
 """A config read from a file may not imply more than this many queues, ports, lanes, positions, streams, delay slots
-or accumulator rows (GroqChip1 has 144 queues, 320 lanes): a reader's work stays bounded whatever the header says."""
+or accumulator rows (GroqChip1 has 124 queues, 320 lanes): a reader's work stays bounded whatever the header says."""
 
 
 class FormatError(ValueError):
