@@ -3,7 +3,7 @@
 The run's outputs are checked against independent computations: its trace file against the golden interpreter's
 events (lpu_jax.golden, a separate numpy implementation), its SRAM image against the interpreter's, its final
 state against a direct `sim.run`. Bad input must exit 2 with exactly one line `lpu-jax CMD: error: ...` on stderr.
-The simulator runs use the scan the rest of the suite compiles (tiny, every trace field, 16 cycles per scan).
+The simulator runs use a scan the rest of the suite compiles (tiny, every trace field, 8 cycles: tests/test_sim.py).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def inputs(tmp_path_factory):
 def test_run_outputs_match_independent_runs(inputs, tmp_path, capsys):
     d, image = inputs
     out = {k: tmp_path / f"out.{k}" for k in ("lputrace", "lpustate", "lpumem")}
-    argv = ["run", d / "load.lpuprog", "--mem", d / "in.lpumem", "--cycles", N, "--chunk", 16, "--signals", ALL]
+    argv = ["run", d / "load.lpuprog", "--mem", d / "in.lpumem", "--cycles", N, "--chunk", 8, "--signals", ALL]
     argv += ["--trace", out["lputrace"], "--state-out", out["lpustate"], "--mem-out", out["lpumem"], "--quiet"]
     capsys.readouterr()
     assert main([str(a) for a in argv]) == 0
@@ -214,7 +214,7 @@ def test_run_outputs_match_independent_runs(inputs, tmp_path, capsys):
     golden = _golden_events(PROGRAM, image, N)
     cfg, header, ev = formats.read_trace(out["lputrace"])
     assert cfg == TINY and header["signals"] == list(trace.SIGNALS) and header["window"] == [0, N]
-    assert header["end"]["chunks"] == N // 16 and header["meta"]["cycles"] == N
+    assert header["end"]["chunks"] == N // 8 and header["meta"]["cycles"] == N
     _events_equal(ev, golden)
     # the summary line: the cycles and the events of each signal
     assert stdout.count("\n") == 1 and stdout.startswith(f"lpu-jax run: {N} cycles on tiny; ")
@@ -226,7 +226,7 @@ def test_run_outputs_match_independent_runs(inputs, tmp_path, capsys):
     it.run(N)
     np.testing.assert_array_equal(formats.read_mem(out["lpumem"])[1], it.mem)
     assert (it.mem != image).any()
-    state, _ = L.run(TINY, PROGRAM, L.init_state(TINY, image), N, trace=tuple(L.TRACE_FIELDS), chunk=16)
+    state, _ = L.run(TINY, PROGRAM, L.init_state(TINY, image), N, trace=tuple(L.TRACE_FIELDS), chunk=8)
     got = formats.read_state(out["lpustate"])[1]
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -237,7 +237,7 @@ def test_run_assembly_text_npy_image_and_window(inputs, tmp_path, capsys):
     """A .s program with --config, a .npy image, and a window covering the whole run (':32' is 0:32)."""
     d, image = inputs
     t = tmp_path / "w.lputrace"
-    argv = ["run", d / "load.s", "--config", "tiny", "--mem", d / "in.npy", "--cycles", 32, "--chunk", 16]
+    argv = ["run", d / "load.s", "--config", "tiny", "--mem", d / "in.npy", "--cycles", 32, "--chunk", 8]
     assert main([str(a) for a in [*argv, "--signals", ALL, "--window", ":32", "--trace", t]]) == 0
     _, header, ev = formats.read_trace(t)
     assert header["window"] == [0, 32] and header["meta"]["program"].endswith("load.s")
@@ -259,10 +259,10 @@ def test_run_window_and_untraced(inputs, tmp_path, capsys):
     """--window 16:32 records only those cycles (the rest run untraced); a run without signals gives the same SRAM."""
     d, image = inputs
     t = tmp_path / "w.lputrace"
-    base = ["run", d / "load.lpuprog", "--mem", d / "in.lpumem", "--cycles", N, "--chunk", 16]
+    base = ["run", d / "load.lpuprog", "--mem", d / "in.lpumem", "--cycles", N, "--chunk", 8]
     assert main([str(a) for a in [*base, "--signals", ALL, "--window", "16:32", "--trace", t]]) == 0
     _, header, ev = formats.read_trace(t)
-    assert header["window"] == [16, 32] and header["end"]["chunks"] == 1
+    assert header["window"] == [16, 32] and header["end"]["chunks"] == 2
     _events_equal(ev, _golden_events(PROGRAM, image, N, 16, 32))
     assert main([str(a) for a in [*base, "--mem-out", tmp_path / "m.lpumem"]]) == 0
     it = Interp(TINY, L.encode(TINY, PROGRAM), image)

@@ -29,9 +29,10 @@ from lpu_jax.formats import FormatError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = L.tiny()
-N_CYCLES, CHUNK = 48, 16
-"""The recorded run: mem_vxm_load on tiny() for 48 cycles in chunks of 16, every signal (the dense fields are then
-conftest.TRACE and the scan length 16, which the rest of the suite compiles too)."""
+N_CYCLES, CHUNK = 48, 8
+K = N_CYCLES // CHUNK
+"""The recorded run: mem_vxm_load on tiny() for 48 cycles in K = 6 chunks of 8, every signal (the dense fields are then
+conftest.TRACE and the scan length 8, which tests/test_sim.py compiles too)."""
 FUZZ = dict(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 KINDS = ("program", "mem", "state", "trace")
 READ = {"program": F.read_program, "mem": F.read_mem, "state": F.read_state, "trace": F.read_trace}
@@ -230,19 +231,19 @@ def test_trace_streamed_chunk_by_chunk_equals_record(run, tmp_path):
     with F.TraceWriter(p, TINY, trace.SIGNALS, meta={"seed": 3, "note": "x"}, window=(0, N_CYCLES)) as w:
         start = L.init_state(TINY, image)
         state, none = trace.record(TINY, prog, start, N_CYCLES, trace.SIGNALS, chunk_cycles=CHUNK, sink=w.append)
-    assert none is None and w.closed and w.chunks == N_CYCLES // CHUNK
+    assert none is None and w.closed and w.chunks == K
     cfg, header, got = F.read_trace(p)
     assert cfg == TINY and header["signals"] == list(trace.SIGNALS)
     assert header["meta"] == {"seed": 3, "note": "x"} and header["window"] == [0, N_CYCLES]
     counts = {s: len(ev[s]["cycle"]) for s in trace.SIGNALS}
-    assert header["end"] == {"chunks": 3, "counts": counts}
+    assert header["end"] == {"chunks": K, "counts": counts}
     assert counts["issue"] > 0 and counts["land"] > 0 and counts["commit"] > 0 and counts["streams"] == N_CYCLES
     _events_equal(got, ev)
     _states_equal(state, run[1])
     # iter_trace: one chunk at a time, each the events of its 16 cycles
     cfg, header, it = F.iter_trace(p)
     parts = list(it)
-    assert len(parts) == 3
+    assert len(parts) == K
     for k, part in enumerate(parts):
         _events_equal(part, trace.select(ev, k * CHUNK, (k + 1) * CHUNK))
 
@@ -364,12 +365,12 @@ def test_layout_matches_the_spec(files):
         h = json.loads(header)
         assert h["config"]["n_superlanes"] == 2 and h["config"]["mem_words"] == 512
         if kind == "trace":
-            assert [t for t, _ in blocks] == [b"CHNK"] * 3 + [b"TEND"]
+            assert [t for t, _ in blocks] == [b"CHNK"] * K + [b"TEND"]
             ns = len(h["signals"])
             end = np.frombuffer(blocks[-1][1], "<u8")
-            assert end.tolist() == [3, *(len(content[s]["cycle"]) for s in h["signals"])]
-            heads = [np.frombuffer(b, "<u8", count=1 + ns) for _, b in blocks[:3]]
-            assert [int(h[0]) for h in heads] == [0, 1, 2]  # chunk indices
+            assert end.tolist() == [K, *(len(content[s]["cycle"]) for s in h["signals"])]
+            heads = [np.frombuffer(b, "<u8", count=1 + ns) for _, b in blocks[:K]]
+            assert [int(h[0]) for h in heads] == list(range(K))  # chunk indices
             assert np.sum([h[1:] for h in heads], axis=0).tolist() == end[1:].tolist()
             # the first column of the first chunk is issue.cycle, int64 little-endian
             n0 = int(heads[0][1])
