@@ -21,9 +21,9 @@ import numpy as np
 
 from . import streams as st
 from .config import ChipConfig
-from .state import HAZARDS, SXM_PORTS, MachineState
+from .state import HAZARDS, SXM_PORTS, MachineState, n_ports
 
-__all__ = ["emit", "land", "port_positions"]
+__all__ = ["emit", "land", "port_positions", "unit_ports"]
 
 PORT_CONFLICT = HAZARDS.index("port_conflict")
 STREAM_CONFLICT = HAZARDS.index("stream_conflict")
@@ -45,9 +45,30 @@ def _shared_later(cfg: ChipConfig) -> np.ndarray:
     return (pp[:, None] == pp[None, :]) & np.triu(np.ones((n, n), bool), k=1)
 
 
-def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict, list]:
+def unit_ports(cfg: ChipConfig, unit: str) -> np.ndarray:
+    """The output ports of a unit kind ("mem", "vxm", "mxm", "sxm"), int [n], in port order."""
+    M, A, Pl = cfg.n_mem, cfg.vxm_alus, cfg.n_planes
+    bounds = {"mem": (0, M), "vxm": (M, M + A), "mxm": (M + A, M + A + Pl), "sxm": (M + A + Pl, n_ports(cfg))}
+    return np.arange(*bounds[unit])
+
+
+def _land_rows(cfg: ChipConfig, units: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(port, row k) of every result row that can land: row 0 of each MEM port (MEM results are one stream
+    wide) and rows 0..3 of the ports of the other units in `units` (a unit left out has nothing in flight)."""
+    p = [unit_ports(cfg, "mem")]
+    k = [np.zeros(cfg.n_mem, np.int64)]
+    for u in ("vxm", "mxm", "sxm"):
+        if u in units:
+            up = unit_ports(cfg, u)
+            p.append(np.repeat(up, 4))
+            k.append(np.tile(np.arange(4), len(up)))
+    return np.concatenate(p), np.concatenate(k)
+
+
+def land(cfg: ChipConfig, state: MachineState, units=("vxm", "mxm", "sxm")) -> tuple[MachineState, dict, list]:
     """Write every result due this cycle onto the streams at its port's position, and clear the entry slots
-    (`streams.edge_rows`) where nothing lands.
+    (`streams.edge_rows`) where nothing lands. `units`: the non-MEM units that may have results in flight
+    (`sim.units_needed`); the rows of the others are not looked at.
 
     Returns the state, the landed results (for traces) and the hazards seen.
     """
@@ -71,7 +92,8 @@ def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict, list
     where = (jnp.arange(M, valid.shape[0])[:, None] * 2 * cfg.n_streams) + mine
     hits = [(STREAM_CONFLICT, lose, where)]
     valid = valid.at[M:].set(valid[M:] & ~lose)
-    rows = jnp.where(valid, rows, -1).reshape(-1)
+    sel_p, sel_k = _land_rows(cfg, units)
+    rows = jnp.where(valid, rows, -1)[sel_p, sel_k]
     # Clear the entry slots in the same scatter, except where a result lands (it replaces the whole row anyway).
     edge = st.edge_rows(cfg, c)
     pp = port_positions(cfg)
@@ -79,7 +101,7 @@ def land(cfg: ChipConfig, state: MachineState) -> tuple[MachineState, dict, list
         edge = jnp.where(jnp.any(edge[:, None] == rows[None, :], axis=1), -1, edge)
     L = cfg.n_lanes
     all_rows = jnp.concatenate([rows, edge])
-    all_data = jnp.concatenate([data.reshape(-1, L), jnp.zeros((edge.shape[0], L), jnp.uint8)])
+    all_data = jnp.concatenate([data[sel_p, sel_k], jnp.zeros((edge.shape[0], L), jnp.uint8)])
     streams = st.write_rows(cfg, state.streams, all_rows, all_data)
     landed = {"sid": jnp.where(due == c, sid, -1), "width": width, "data": data}
     return state.replace(streams=streams), landed, hits
@@ -100,10 +122,11 @@ def emit(cfg: ChipConfig, state: MachineState, outs: list[dict]) -> tuple[Machin
     meta = jnp.where(valid[:, None], jnp.stack([due, cat("sid"), cat("width")], 1), old)
     data = f.out_data
     first = 0
-    for o in outs:  # one scatter per unit, of only the rows it can fill
+    for o in outs:  # one scatter per unit, of only the rows it can fill (none for a unit left out of the run)
         n, w = o["data"].shape[:2]
         p = jnp.arange(first, first + n)
-        data = data.at[jnp.where(o["valid"], slot[first : first + n], D), p, :w].set(o["data"], mode="drop")
+        if not o.get("idle", False):
+            data = data.at[jnp.where(o["valid"], slot[first : first + n], D), p, :w].set(o["data"], mode="drop")
         first += n
     f = f.replace(out_meta=f.out_meta.at[slot, ports].set(meta), out_data=data)
     return state.replace(inflight=f), [(PORT_CONFLICT, busy, ports)]
