@@ -223,9 +223,11 @@ def test_mask_parse_errors(kw, msg):
         (dict(slices=["X3"]), "no MEM slice named 'X3'"),
         (dict(ports=["999"]), "output port index 999 out of range"),
         (dict(lanes=["40:50"]), "past the last lane"),
+        (dict(ignore=["hazard"]), "cannot ignore 'hazard': not a trace signal"),
     ],
 )
 def test_mask_resolve_errors(example, kw, msg):
+    """Names and ranges are checked against the config when a comparison starts."""
     _, _, ev = example
     with pytest.raises(ValueError, match=msg):
         compare_events(TINY, ev, ev, Mask.parse(**kw))
@@ -346,6 +348,8 @@ def test_compare_states_in_words(example):
     assert "queue MEM.E0" in by["icu.pc"].unit
     masked = compare_states(TINY, state, other, Mask.parse(ignore=["mem", "icu"], lanes=["0:1"]))
     assert masked.equal
+    with pytest.raises(ValueError, match="cannot ignore 'icu.bogus': no such state leaf"):
+        compare_states(TINY, state, other, Mask.parse(ignore=["icu.bogus"]))
 
 
 def test_compare_mem_images(example):
