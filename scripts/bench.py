@@ -341,26 +341,28 @@ def _child_argv(args, section: str, part: Path, **extra) -> list[str]:
 
 
 def run_subprocess(argv: list[str], timeout: float | None = None) -> dict:
-    """Run argv; returns rc, wall_s, peak_rss_mb (the child's ru_maxrss from os.wait4) and the tail of stderr."""
+    """Run argv; returns rc, wall_s, peak_rss_mb (the child's ru_maxrss from os.wait4), timed_out and the tail of
+    its output. Past `timeout` seconds the child is killed (rc -9)."""
     with tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT, cwd=ROOT, text=True)
-        try:
-            if timeout is not None:
-                p.wait(timeout)  # reaps nothing the rusage needs: wait4 below returns at once if already reaped
-        except subprocess.TimeoutExpired:
-            p.kill()
-        try:
-            _, status, ru = os.wait4(p.pid, 0)
-            rc = os.waitstatus_to_exitcode(status)
-            peak = ru.ru_maxrss / 1024  # kB on Linux
-        except ChildProcessError:  # already reaped by p.wait: no rusage
-            rc, peak = p.returncode, None
+        timed_out = False
+        while True:  # os.wait4 reaps the child itself (Popen.wait would, and lose the rusage)
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG if timeout is not None else 0)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout:
+                p.kill()
+                timed_out = True
+                _, status, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.2)
+        rc = os.waitstatus_to_exitcode(status)
         p.returncode = rc
         wall = time.perf_counter() - t0
         err.seek(0)
         tail = err.read()[-4000:]
-    return {"rc": rc, "wall_s": wall, "peak_rss_mb": peak, "log_tail": tail}
+    return {"rc": rc, "wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024, "timed_out": timed_out, "log_tail": tail}
 
 
 def run_section(args, section: str, **extra) -> dict:
@@ -387,12 +389,16 @@ def run_scalesim(args, shapes) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "scalesim.json"
         argv = [str(py), str(HERE / "scalesim_gemm.py"), "--json", str(out), "--shapes", *shapes]
-        res = run_subprocess(argv)
+        res = run_subprocess(argv, timeout=args.scalesim_timeout)
         data = json.loads(out.read_text()) if out.exists() else {"results": []}
     data.update(res)
-    if res["rc"] != 0:
+    done = {r["shape"] for r in data["results"]}
+    if res["timed_out"]:
+        left = [s for s in shapes if s not in done]
+        data["note"] = f"stopped after --scalesim-timeout {args.scalesim_timeout:g} s; not measured: {', '.join(left)}"
+    elif res["rc"] != 0:
         data["error"] = (res["log_tail"].strip().splitlines() or ["(no output)"])[-1]
-    else:
+    if res["rc"] == 0:
         data.pop("log_tail")
     return data
 
@@ -606,8 +612,9 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             )
         )
     ss = result.get("scalesim", {})
-    if "skipped" in ss or "error" in ss:
-        out.append(("SCALE-Sim", ["note"], [[ss.get("skipped") or ss.get("error")]]))
+    for key in ("skipped", "error", "note"):
+        if key in ss:
+            out.append(("SCALE-Sim", ["note"], [[ss[key]]]))
     if result.get("comparison"):
         out.append(
             (
@@ -731,6 +738,9 @@ def parser() -> argparse.ArgumentParser:
         help="program size classes in rows (default 64 1024 8192)",
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the GEMM inputs (default 0)")
+    ap.add_argument(
+        "--scalesim-timeout", type=float, default=1800, help="stop SCALE-Sim after this many seconds (default 1800)"
+    )
     ap.add_argument("--scalesim-python", default=str(SCALESIM_PYTHON), help="the python of SCALE-Sim's venv")
     ap.add_argument("--plain", action="store_true", help="plain text tables (rich is used when installed)")
     ap.add_argument("--markdown", action="store_true", help="markdown tables (for docs/benchmarks.md)")

@@ -220,21 +220,20 @@ def main(argv=None) -> int:
         return 2
     from importlib.metadata import version
 
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for shape in shapes:
-            results.append(run_shape(shape, args.workdir or tmp, args.array, args.array, tuple(args.sram_kb)))
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     out = {
         "scalesim": version("scalesim"),
         "numpy": version("numpy"),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
-        "results": results,
+        "results": [],
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
-    else:
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in shapes:
+            out["results"].append(run_shape(shape, args.workdir or tmp, args.array, args.array, tuple(args.sram_kb)))
+            print(json.dumps(out["results"][-1]), file=sys.stderr, flush=True)
+            if args.json:  # after every shape: a run stopped part way keeps the shapes it finished
+                Path(args.json).write_text(json.dumps(out, indent=2))
+    if not args.json:
         print(json.dumps(out, indent=2))
     return 0
 

@@ -243,7 +243,7 @@ def test_subprocess_peak_memory_and_exit_status():
         "import importlib.util, json, sys\n"
         f"spec = importlib.util.spec_from_file_location('b', {str(ROOT / 'scripts' / 'bench.py')!r})\n"
         "b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
-        f"r = b.run_subprocess([sys.executable, '-c', {big!r}])\n"
+        f"r = b.run_subprocess([sys.executable, '-c', {big!r}], timeout=120)\n"
         "s = b.run_subprocess([sys.executable, '-c', 'print(1234)'])\n"
         "print(json.dumps([r, s]))\n"
     )
@@ -252,6 +252,12 @@ def test_subprocess_peak_memory_and_exit_status():
     r, s = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["rc"] == 3 and r["peak_rss_mb"] >= 200
     assert s["rc"] == 0 and s["peak_rss_mb"] < 100 and "1234" in s["log_tail"]
+    assert not r["timed_out"] and not s["timed_out"]
+
+
+def test_subprocess_timeout():
+    r = bench.run_subprocess([sys.executable, "-c", "import time; print('x', flush=True); time.sleep(60)"], timeout=3)
+    assert r["timed_out"] and r["rc"] == -9 and r["wall_s"] < 30 and "x" in r["log_tail"]
 
 
 @pytest.mark.parametrize(
