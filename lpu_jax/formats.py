@@ -74,6 +74,7 @@ _KIND_OF = {v: k for k, v in MAGIC.items()}
 _WORDS = {"program": "program", "mem": "MEM image", "state": "state", "trace": "trace"}
 _PREFIX = struct.Struct("<8sHHI")  # magic, version, flags, header length
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 _BLOCK = struct.Struct("<4sQI")  # tag, data length, data CRC (then the CRC32 of these 16 bytes)
 BLOCK_HEAD = _BLOCK.size + 4
 TAG_ARRAY, TAG_CHUNK, TAG_END = b"ARRY", b"CHNK", b"TEND"
@@ -541,11 +542,14 @@ class TraceWriter:
             trace.record(cfg, program, None, 10_000, ("issue", "land"), sink=w.append)
 
     `meta`: any JSON object, stored in the header. `window=(start, stop)`: the cycles the trace covers, if known.
+    `compress`: zlib-compress each chunk (level 1; the default: a busy groqchip1 trace shrinks about 5-20x).
     `close()` writes the end block (chunk count and events per signal); leaving the `with` block by an exception
     closes the file without it, so readers see a truncated trace rather than a short one that looks complete.
     """
 
-    def __init__(self, path, cfg: ChipConfig, signals: Iterable[str], meta: dict | None = None, *, window=None):
+    def __init__(
+        self, path, cfg: ChipConfig, signals: Iterable[str], meta: dict | None = None, *, window=None, compress=True
+    ):
         self.path = os.fspath(path)
         self.cfg = cfg
         self.signals = _check_signals(signals)
@@ -567,7 +571,9 @@ class TraceWriter:
             },
             "meta": {} if meta is None else meta,
             "window": window,
+            "compression": "zlib" if compress else None,
         }
+        self.compress = bool(compress)
         head = _prefix_and_header("trace", header)
         self.chunks = 0
         self.counts = {s: 0 for s in self.signals}
@@ -614,6 +620,9 @@ class TraceWriter:
                 parts.append(_bytes_of(a.astype(np.dtype(dt), copy=False)))
             counts.append(n)
         parts.insert(0, memoryview(np.asarray([self.chunks, *counts], "<u8").view(np.uint8)))
+        if self.compress:  # level 1: most of a trace is zero padding and repeated indices; speed matters more
+            raw = b"".join(parts)
+            parts = [memoryview(_U64.pack(len(raw))), memoryview(zlib.compress(raw, 1))]
         crc = 0
         for p in parts:
             crc = zlib.crc32(p, crc)
@@ -665,6 +674,9 @@ def _check_trace_header(src: _In, header: dict, cfg: ChipConfig):
                 )
     if not isinstance(header.get("meta"), dict):
         raise src.err("header", "meta must be a JSON object")
+    comp = header.get("compression", "missing")
+    if comp not in (None, "zlib"):
+        raise src.err("header", f"compression must be null or 'zlib', got {comp!r:.40}")
     w = header.get("window", "missing")
     if w is not None and not (
         isinstance(w, list) and len(w) == 2 and all(type(x) is int for x in w) and 0 <= w[0] <= w[1]
@@ -715,11 +727,31 @@ def _scan_trace(src: _In, signals, allow_truncated: bool):
         return chunks, end
 
 
-def _read_chunk(src: _In, k: int, where: tuple[int, int, int], layout) -> dict:
+def _inflate(src: _In, part: str, data) -> bytes:
+    """The chunk bytes of a compressed chunk block: uint64 length, then a zlib stream of exactly that length."""
+    if len(data) < 8:
+        raise src.err(part, f"holds {len(data)} bytes, too few for a compressed chunk's length")
+    n = _U64.unpack_from(data)[0]
+    if n > 1100 * (len(data) - 8) + 64:  # zlib expands at most about 1032:1
+        raise src.err(part, f"claims {n} uncompressed bytes from {len(data) - 8}: impossible for zlib")
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(memoryview(data)[8:], n)
+    except zlib.error as e:
+        raise src.err(part, f"the compressed data is corrupt ({e})") from None
+    if len(out) != n or not d.eof or d.unconsumed_tail or d.unused_data:
+        raise src.err(part, f"the compressed data does not inflate to exactly its {n} bytes")
+    return out
+
+
+def _read_chunk(src: _In, k: int, where: tuple[int, int, int], layout, compressed: bool = False) -> dict:
     off, n, crc = where
     part = f"block {k} (chunk {k})"
     src.seek(off)
     data = _read_block_data(src, part, n, crc)
+    if compressed:
+        data = _inflate(src, part, data)
+        n = len(data)
     ns = len(layout)
     if n < 8 * (1 + ns):
         raise src.err(part, f"holds {n} bytes, too few for its index and {ns} event counts")
@@ -740,13 +772,13 @@ def _read_chunk(src: _In, k: int, where: tuple[int, int, int], layout) -> dict:
     return out
 
 
-def _chunks(path: str, chunks, end, layout) -> Iterator[dict]:
+def _chunks(path: str, chunks, end, layout, compressed: bool) -> Iterator[dict]:
     src = _In(path)
     try:
         totals = dict.fromkeys(layout, 0)
         for k, where in enumerate(chunks):
             try:
-                ev = _read_chunk(src, k, where, layout)
+                ev = _read_chunk(src, k, where, layout, compressed)
             except FormatError:
                 raise
             except Exception as e:  # the file changed, or a check this module lacks
@@ -777,7 +809,7 @@ def iter_trace(path, allow_truncated: bool = False):
         signals, layout = _check_trace_header(src, header, cfg)
         chunks, end = _scan_trace(src, signals, allow_truncated)
     header["end"] = end
-    return cfg, header, _chunks(src.path, chunks, end, layout)
+    return cfg, header, _chunks(src.path, chunks, end, layout, header["compression"] == "zlib")
 
 
 @_reader

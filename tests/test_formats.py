@@ -224,17 +224,20 @@ def test_state_writer_rejects_another_config(run, tmp_path):
         F.write_state(tmp_path / "s", L.small(), run[1])
 
 
-def test_trace_streamed_chunk_by_chunk_equals_record(run, tmp_path):
-    """trace.record(..., sink=writer.append) on disk equals trace.record without a sink."""
+@pytest.mark.parametrize("compress", [True, False])
+def test_trace_streamed_chunk_by_chunk_equals_record(run, tmp_path, compress):
+    """trace.record(..., sink=writer.append) on disk equals trace.record without a sink (compressed or not)."""
     prog, _, ev, _, image = run
     p = tmp_path / "t.lputrace"
-    with F.TraceWriter(p, TINY, trace.SIGNALS, meta={"seed": 3, "note": "x"}, window=(0, N_CYCLES)) as w:
+    meta = {"seed": 3, "note": "x"}
+    with F.TraceWriter(p, TINY, trace.SIGNALS, meta=meta, window=(0, N_CYCLES), compress=compress) as w:
         start = L.init_state(TINY, image)
         state, none = trace.record(TINY, prog, start, N_CYCLES, trace.SIGNALS, chunk_cycles=CHUNK, sink=w.append)
     assert none is None and w.closed and w.chunks == K
     cfg, header, got = F.read_trace(p)
     assert cfg == TINY and header["signals"] == list(trace.SIGNALS)
     assert header["meta"] == {"seed": 3, "note": "x"} and header["window"] == [0, N_CYCLES]
+    assert header["compression"] == ("zlib" if compress else None)
     counts = {s: len(ev[s]["cycle"]) for s in trace.SIGNALS}
     assert header["end"] == {"chunks": K, "counts": counts}
     assert counts["issue"] > 0 and counts["land"] > 0 and counts["commit"] > 0 and counts["streams"] == N_CYCLES
@@ -369,12 +372,15 @@ def test_layout_matches_the_spec(files):
             ns = len(h["signals"])
             end = np.frombuffer(blocks[-1][1], "<u8")
             assert end.tolist() == [K, *(len(content[s]["cycle"]) for s in h["signals"])]
-            heads = [np.frombuffer(b, "<u8", count=1 + ns) for _, b in blocks[:K]]
+            assert h["compression"] == "zlib"  # the default: uint64 length, then a zlib stream of that length
+            chunks = [zlib.decompress(b[8:]) for _, b in blocks[:K]]
+            assert [struct.unpack_from("<Q", b)[0] for _, b in blocks[:K]] == [len(c) for c in chunks]
+            heads = [np.frombuffer(c, "<u8", count=1 + ns) for c in chunks]
             assert [int(h[0]) for h in heads] == list(range(K))  # chunk indices
             assert np.sum([h[1:] for h in heads], axis=0).tolist() == end[1:].tolist()
             # the first column of the first chunk is issue.cycle, int64 little-endian
             n0 = int(heads[0][1])
-            first = np.frombuffer(blocks[0][1], "<i8", count=n0, offset=8 + 8 * ns)
+            first = np.frombuffer(chunks[0], "<i8", count=n0, offset=8 + 8 * ns)
             np.testing.assert_array_equal(first, content["issue"]["cycle"][:n0])
         else:
             assert all(t == b"ARRY" for t, _ in blocks) and len(blocks) == len(h["arrays"])
