@@ -516,6 +516,12 @@ def _fmt(v, spec: str = "") -> str:
     return format(v, spec)
 
 
+LEFT_COLUMNS = frozenset(
+    ("config", "shape", "GEMM", "target", "threshold", "vary", "cpu", "jax", "backend", "date (UTC)", "commit", "note")
+)
+"""Text columns, aligned left (numbers are aligned right)."""
+
+
 def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows of strings) for every part of the result, in the order printed."""
     out = []
@@ -664,7 +670,7 @@ def print_tables(result: dict, plain: bool = False, markdown: bool = False) -> N
     for title, head, rows in parts:
         t = Table(title=title, title_justify="left")
         for h in head:
-            t.add_column(h, justify="left" if h in ("config", "shape", "target", "vary", "cpu", "note") else "right")
+            t.add_column(h, justify="left" if h in LEFT_COLUMNS else "right")
         for r in rows:
             t.add_row(*r)
         con.print(t)
@@ -672,7 +678,7 @@ def print_tables(result: dict, plain: bool = False, markdown: bool = False) -> N
 
 def markdown_table(title: str, head: list[str], rows: list[list[str]]) -> str:
     """One part as a GitHub markdown table under a bold title (docs/benchmarks.md's tables)."""
-    right = [h not in ("config", "shape", "target", "vary", "cpu", "note") for h in head]
+    right = [h not in LEFT_COLUMNS for h in head]
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
