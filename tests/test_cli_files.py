@@ -205,7 +205,9 @@ def inputs(tmp_path_factory):
 def test_run_outputs_match_independent_runs(inputs, tmp_path, capsys):
     d, image = inputs
     out = {k: tmp_path / f"out.{k}" for k in ("lputrace", "lpustate", "lpumem")}
+    # --units all: the compiled scan tests/test_sim.py made (tests/test_sim_units.py checks that auto is the same)
     argv = ["run", d / "load.lpuprog", "--mem", d / "in.lpumem", "--cycles", N, "--chunk", 8, "--signals", ALL]
+    argv += ["--units", "all"]
     argv += ["--trace", out["lputrace"], "--state-out", out["lpustate"], "--mem-out", out["lpumem"], "--quiet"]
     capsys.readouterr()
     assert main([str(a) for a in argv]) == 0
@@ -237,7 +239,20 @@ def test_run_assembly_text_npy_image_and_window(inputs, tmp_path, capsys):
     """A .s program with --config, a .npy image, and a window covering the whole run (':32' is 0:32)."""
     d, image = inputs
     t = tmp_path / "w.lputrace"
-    argv = ["run", d / "load.s", "--config", "tiny", "--mem", d / "in.npy", "--cycles", 32, "--chunk", 8]
+    argv = [
+        "run",
+        d / "load.s",
+        "--config",
+        "tiny",
+        "--mem",
+        d / "in.npy",
+        "--cycles",
+        32,
+        "--chunk",
+        8,
+        "--units",
+        "all",
+    ]
     assert main([str(a) for a in [*argv, "--signals", ALL, "--window", ":32", "--trace", t]]) == 0
     _, header, ev = formats.read_trace(t)
     assert header["window"] == [0, 32] and header["meta"]["program"].endswith("load.s")
@@ -259,7 +274,7 @@ def test_run_window_and_untraced(inputs, tmp_path, capsys):
     """--window 16:32 records only those cycles (the rest run untraced); a run without signals gives the same SRAM."""
     d, image = inputs
     t = tmp_path / "w.lputrace"
-    base = ["run", d / "load.lpuprog", "--mem", d / "in.lpumem", "--cycles", N, "--chunk", 8]
+    base = ["run", d / "load.lpuprog", "--mem", d / "in.lpumem", "--cycles", N, "--chunk", 8, "--units", "all"]
     assert main([str(a) for a in [*base, "--signals", ALL, "--window", "16:32", "--trace", t]]) == 0
     _, header, ev = formats.read_trace(t)
     assert header["window"] == [16, 32] and header["end"]["chunks"] == 2

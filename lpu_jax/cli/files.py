@@ -86,6 +86,13 @@ def register(sub) -> None:
         "--config", choices=CONFIGS, help="the chip for assembly text (default tiny); a .lpuprog names its own"
     )
     r.add_argument("--chunk", type=int, help="cycles per trace chunk (default: about 96 MB of dense trace)")
+    r.add_argument(
+        "--units",
+        choices=("auto", "all"),
+        default="auto",
+        help="auto (default): leave out of the simulated cycle the VXM, MXM or SXM the program never uses (same "
+        "bits, faster); all: step every unit",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress display")
     r.set_defaults(func=_run)
 
@@ -345,13 +352,14 @@ def _run(args) -> int:
                     chunk_cycles=args.chunk,
                     sink=sink,
                     progress=progress,
+                    units=args.units,
                 )
         else:
             step = args.chunk or 4096
             done = 0
             while done < n:
                 k = min(step, n - done)
-                state, _ = sim.run(cfg, program, state, k, chunk=min(256, k), donate=done > 0)
+                state, _ = sim.run(cfg, program, state, k, chunk=min(256, k), donate=done > 0, units=args.units)
                 done += k
                 progress(done)
         state.cycle.block_until_ready()
