@@ -32,6 +32,7 @@ The array files need only numpy and `isa`; reading a state or a trace imports th
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -580,6 +581,8 @@ class TraceWriter:
         self._f = open(self.path, "wb")
         self._f.write(head)
         self._f.flush()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lpu-trace-writer")
+        self._pending = None
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -588,7 +591,16 @@ class TraceWriter:
         if exc_type is None:
             self.close()
         else:
-            self._f.close()  # no end block: the trace reads as truncated
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Close without the end block (the trace reads as truncated), after the chunk in flight if it can."""
+        try:
+            self._drain()
+        except Exception:
+            pass
+        self._pool.shutdown()
+        self._f.close()
 
     @property
     def closed(self) -> bool:
@@ -620,6 +632,14 @@ class TraceWriter:
                 parts.append(_bytes_of(a.astype(np.dtype(dt), copy=False)))
             counts.append(n)
         parts.insert(0, memoryview(np.asarray([self.chunks, *counts], "<u8").view(np.uint8)))
+        self._drain()  # at most one chunk in flight: memory stays bounded, blocks stay in order
+        self._pending = self._pool.submit(self._write_chunk, parts)
+        self.chunks += 1
+        for s, n in zip(self.signals, counts):
+            self.counts[s] += n
+
+    def _write_chunk(self, parts) -> None:
+        """Compress (zlib releases the GIL, so this overlaps the caller's next chunk) and write one chunk block."""
         if self.compress:  # level 1: most of a trace is zero padding and repeated indices; speed matters more
             raw = b"".join(parts)
             parts = [memoryview(_U64.pack(len(raw))), memoryview(zlib.compress(raw, 1))]
@@ -630,14 +650,23 @@ class TraceWriter:
         for p in parts:
             self._f.write(p)
         self._f.flush()
-        self.chunks += 1
-        for s, n in zip(self.signals, counts):
-            self.counts[s] += n
+
+    def _drain(self) -> None:
+        """Wait for the chunk in flight; its error, if any, is raised here."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def close(self) -> None:
         """Write the end block and close the file (a second call does nothing)."""
         if self._f.closed:
             return
+        try:
+            self._drain()
+        except BaseException:
+            self._abandon()
+            raise
+        self._pool.shutdown()
         data = np.asarray([self.chunks, *self.counts.values()], "<u8").tobytes()
         self._f.write(_block_head(TAG_END, len(data), zlib.crc32(data)))
         self._f.write(data)
