@@ -118,23 +118,24 @@ def _config(name: str):
     return getattr(L, name)()
 
 
-def _timed_rate(cfg, arr, make_state, warm: int, cycles: int, chunk: int, repeats: int = 2):
+def _timed_rate(cfg, arr, make_state, warm: int, cycles: int, chunk: int, repeats: int = 2, units: str = "auto"):
     """Compile (one scan of `chunk` cycles on a scratch state), then the best of `repeats` timed runs of `cycles`
-    cycles that start after `warm` untimed cycles from `make_state()`. Returns (compile_s, best_s, final state)."""
+    cycles that start after `warm` untimed cycles from `make_state()`. Returns (compile_s, best_s, final state).
+    `units`: `sim.run`'s (auto: the units the program does not use are left out of the compiled cycle)."""
     import lpu_jax as L
 
     t0 = time.perf_counter()
-    s, _ = L.run(cfg, arr, make_state(), chunk, chunk=chunk, donate=True)
+    s, _ = L.run(cfg, arr, make_state(), chunk, chunk=chunk, donate=True, units=units)
     s.cycle.block_until_ready()
     compile_s = time.perf_counter() - t0
     best = float("inf")
     for _ in range(repeats):
         s = make_state()
         if warm:
-            s, _ = L.run(cfg, arr, s, warm, chunk=chunk, donate=True)
+            s, _ = L.run(cfg, arr, s, warm, chunk=chunk, donate=True, units=units)
             s.cycle.block_until_ready()
         t0 = time.perf_counter()
-        s, _ = L.run(cfg, arr, s, cycles, chunk=chunk, donate=True)
+        s, _ = L.run(cfg, arr, s, cycles, chunk=chunk, donate=True, units=units)
         s.cycle.block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return compile_s, best, s
@@ -151,7 +152,9 @@ def section_mem_vxm(args) -> dict:
     for name in args.configs:
         cfg = _config(name)
         arr = L.encode(cfg, programs.mem_vxm_load(cfg, args.cycles + args.chunk))
-        compile_s, best, s = _timed_rate(cfg, arr, lambda: L.init_state(cfg), 0, args.cycles, args.chunk)
+        compile_s, best, s = _timed_rate(
+            cfg, arr, lambda: L.init_state(cfg), 0, args.cycles, args.chunk, units=args.units
+        )
         rows.append(
             {
                 "config": cfg.name,
@@ -199,7 +202,9 @@ def section_mxm(args) -> dict:
         b = rng.integers(-128, 128, (K, N), dtype=np.int8)
         img = k.mem_image({"a": a, "b": b})
         arr = isa.encode(cfg, k.program)
-        compile_s, best, s = _timed_rate(cfg, arr, lambda: L.init_state(cfg, img), warm, cycles, args.chunk)
+        compile_s, best, s = _timed_rate(
+            cfg, arr, lambda: L.init_state(cfg, img), warm, cycles, args.chunk, units=args.units
+        )
         planes_used = len({q.split(".")[1] for q, v in k.program.queues.items() if q.startswith("MXM.") and v})
         rows.append(
             {
@@ -229,7 +234,7 @@ def section_gemm(args) -> dict:
 
     import lpu_jax as L
 
-    r = bench_gemm.bench(L.groqchip1(), parse_shape(args.shape), "i8", check=True, seed=args.seed)
+    r = bench_gemm.bench(L.groqchip1(), parse_shape(args.shape), "i8", check=True, seed=args.seed, units=args.units)
     return {"rows": [r]}
 
 
@@ -289,7 +294,9 @@ def section_scaling(args) -> dict:
 
     def one(kind, cfg, length=None):
         arr = L.encode(cfg, programs.mem_vxm_load(cfg, args.scaling_cycles + args.chunk), length)
-        compile_s, best, _ = _timed_rate(cfg, arr, lambda: L.init_state(cfg), 0, args.scaling_cycles, args.chunk)
+        compile_s, best, _ = _timed_rate(
+            cfg, arr, lambda: L.init_state(cfg), 0, args.scaling_cycles, args.chunk, units=args.units
+        )
         rows.append(
             {
                 "vary": kind,
@@ -327,6 +334,7 @@ SECTION_FUNCS = {
 def _child_argv(args, section: str, part: Path, **extra) -> list[str]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--section", section, "--json-part", str(part)]
     argv += ["--configs", *args.configs, "--cycles", str(args.cycles), "--chunk", str(args.chunk)]
+    argv += ["--units", args.units]
     argv += ["--mxm-warm", str(args.mxm_warm), "--seed", str(args.seed)]
     if args.mxm_shape:
         argv += ["--mxm-shape", args.mxm_shape]
@@ -718,6 +726,12 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--cycles", type=int, default=2048, help="timed cycles of mem_vxm and mxm (default 2048)")
     ap.add_argument("--chunk", type=int, default=256, help="cycles per scan (default 256)")
+    ap.add_argument(
+        "--units",
+        choices=("auto", "all"),
+        default="auto",
+        help="sim.run's units: auto (default) leaves out the units a program does not use; all steps every unit",
+    )
     ap.add_argument("--mxm-shape", help=f"the GEMM MxKxN of the mxm section (default per config: {MXM_SHAPES})")
     ap.add_argument("--mxm-warm", type=int, default=512, help="untimed cycles before the mxm window (default 512)")
     ap.add_argument(

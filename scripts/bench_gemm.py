@@ -37,7 +37,7 @@ def _shape(s: str) -> tuple[int, int, int]:
     return m, k, n
 
 
-def bench(cfg: L.ChipConfig, shape, dtype: str, check: bool, seed: int = 0) -> dict:
+def bench(cfg: L.ChipConfig, shape, dtype: str, check: bool, seed: int = 0, units: str = "auto") -> dict:
     M, K, N = shape
     t0 = time.perf_counter()
     k = gemm(cfg, M, K, N, dtype)
@@ -53,13 +53,13 @@ def bench(cfg: L.ChipConfig, shape, dtype: str, check: bool, seed: int = 0) -> d
     chunk = 256
     # warm-up on a scratch state: compiles the two scan lengths (chunk and 1) that the timed run uses
     t0 = time.perf_counter()
-    warm, _ = L.run(cfg, prog, L.init_state(cfg), min(chunk + 1, k.cycles), chunk=chunk, donate=True)
+    warm, _ = L.run(cfg, prog, L.init_state(cfg), min(chunk + 1, k.cycles), chunk=chunk, donate=True, units=units)
     warm.cycle.block_until_ready()
     compile_s = time.perf_counter() - t0
     del warm
     state = L.init_state(cfg, k.mem_image({"a": a, "b": b}))
     t0 = time.perf_counter()
-    state, _ = L.run(cfg, prog, state, k.cycles, chunk=chunk, donate=True)
+    state, _ = L.run(cfg, prog, state, k.cycles, chunk=chunk, donate=True, units=units)
     state.cycle.block_until_ready()
     run_s = time.perf_counter() - t0
     c = k.layouts["c"].read(cfg, L.mem_image(cfg, state))
