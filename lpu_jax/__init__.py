@@ -6,6 +6,14 @@ Public API (everything else is internal):
   programs        Instruction, Program, ProgramError, Stream, E, W, encode, queue_names, parse, format_program
   state           MachineState, init_state, mem_image, HAZARDS, hazard_report
   simulator       step, run, is_idle, stream_file, TRACE_FIELDS
+
+The golden-model tools are submodules (docs/formats.md, docs/traces.md, docs/lockstep.md):
+  lpu_jax.formats   program, MEM image, state and trace files (FormatError)
+  lpu_jax.trace     events from dense traces; record(...) chunk by chunk
+  lpu_jax.diff      first-divergence reports (compare_events, compare_states, Mask)
+  lpu_jax.lockstep  LockStep: lpu_jax beside a foreign model, cycle by cycle; checkpoints
+  lpu_jax.export    VCD and Perfetto exports of traces
+  lpu_jax.golden    the independent numpy interpreter
 """
 
 from .asm import format_program, parse
