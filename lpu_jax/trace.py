@@ -202,7 +202,8 @@ def _chunk_for(cfg: ChipConfig, signals: tuple[str, ...], budget_bytes: int = 96
     per = {"issue": Q * N_FIELDS * 4, "land": N * (8 + 4 * L), "commit": M * (4 + 5 * L), "hazards": 4 * len(HAZARDS)}
     per["streams"] = 2 * cfg.n_positions * cfg.n_streams * L
     size = 8 + sum(per[s] for s in signals)
-    return int(max(1, min(4096, budget_bytes // size)))
+    n = int(max(1, min(4096, budget_bytes // size)))
+    return n // 256 * 256 if n >= 256 else n  # whole scans of 256 cycles (`sim.run` runs a remainder cycle by cycle)
 
 
 def record(
