@@ -87,7 +87,7 @@ class LockStep:
         if state is not None and mem is not None:
             raise ValueError("give LockStep a state or a MEM image, not both")
         self.cfg = cfg
-        self.program = np.asarray(sim._as_array(cfg, program))  # checked; kept on the host (sim.run takes numpy)
+        self.program = sim._as_array(cfg, program)  # checked, on the device once (not copied every cycle)
         self._state = init_state(cfg, mem) if state is None else _copy(state)
         self._cycle = int(self._state.cycle)
         self.compare = tuple(compare)

@@ -128,8 +128,16 @@ def _scan(cfg: ChipConfig, length: int, fields: tuple[str, ...], unroll: int, un
 def _as_array(cfg: ChipConfig, program) -> jnp.ndarray:
     if isinstance(program, isa.Program):
         return jnp.asarray(isa.encode(cfg, program))
-    arr = np.asarray(program)
     Q = len(isa.queue_names(cfg))
+    if (  # already on the device (a caller stepping cycle by cycle keeps it there): no copy
+        isinstance(program, jax.Array)
+        and program.dtype == jnp.int32
+        and program.ndim == 3
+        and program.shape[0] == Q
+        and program.shape[2] == isa.N_FIELDS
+    ):
+        return program
+    arr = np.asarray(program)
     if arr.ndim != 3 or arr.shape[0] != Q or arr.shape[2] != isa.N_FIELDS or arr.dtype != np.int32:
         raise isa.ProgramError(
             f"an encoded program must be int32 [{Q}, L, {isa.N_FIELDS}] for {cfg.name}, got {arr.dtype} {arr.shape}"
