@@ -63,6 +63,7 @@ import numpy as np
 
 from . import isa
 from .config import ChipConfig
+from .diff import producer_queue
 from .state import HAZARDS, SXM_PORTS, n_ports, port_name
 from .trace import Events, columns
 
@@ -516,18 +517,10 @@ def _perfetto(cfg: ChipConfig, sel: _Selection, src: _Chunks, time: str) -> Iter
     sigs = src.signals
     scale = 1 if time == "cycles" else 1e6 / cfg.clock_hz  # ts units (us) per cycle
     text = _Text(cfg)
-    M, A, Pl = cfg.n_mem, cfg.vxm_alus, cfg.n_planes
     lo, hi = sel.lanes.start, sel.lanes.stop
     pwords = [port_name(cfg, p) for p in range(n_ports(cfg))]
     named_p: set[int] = set()
     named_t: set[tuple[int, int]] = set()
-
-    def port_first_queue(p: int) -> int:
-        if p < M + A:
-            return p
-        if p < M + A + Pl:
-            return M + A + 3 * (p - M - A) + 2
-        return M + A + 3 * Pl + (p - M - A - Pl) // SXM_PORTS
 
     def meta(pid: int, tid: int, name: str, order: int) -> Iterator[dict]:
         if pid not in named_p:
@@ -589,7 +582,7 @@ def _perfetto(cfg: ChipConfig, sel: _Selection, src: _Chunks, time: str) -> Iter
                 sid, wd, d = x
                 name = sel.port_names[i]
                 pid, tid = _PIDS[name.split(".", 1)[0]], 1001 + i
-                yield from meta(pid, tid, name, 10 * port_first_queue(i) + 5)
+                yield from meta(pid, tid, name, 10 * producer_queue(cfg, i)[0] + 5)
                 args = {"port": pwords[i], "sid": sid, "width": wd, "cycle": c, "lanes": [lo, hi], "bytes": d}
                 yield {
                     "name": _stream_text(cfg, sid, wd),

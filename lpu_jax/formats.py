@@ -524,18 +524,6 @@ def _trace_layout(cfg: ChipConfig, signals) -> dict[str, list[tuple[str, str, tu
     return {s: [(k, _dtype_str(dt), tuple(sh)) for k, (dt, sh) in columns(cfg, s).items()] for s in signals}
 
 
-def _check_signals(signals) -> tuple[str, ...]:
-    from .trace import SIGNALS
-
-    signals = tuple(signals)
-    for s in signals:
-        if s not in SIGNALS:
-            raise ValueError(f"unknown trace signal {s!r}; known: {', '.join(SIGNALS)}")
-    if len(set(signals)) != len(signals) or not signals:
-        raise ValueError(f"a trace records one or more distinct signals, got {signals}")
-    return signals
-
-
 class TraceWriter:
     """Writes an event trace chunk by chunk: `append(events)` puts one chunk on disk at once (constant memory).
 
@@ -553,7 +541,9 @@ class TraceWriter:
     ):
         self.path = os.fspath(path)
         self.cfg = cfg
-        self.signals = _check_signals(signals)
+        from .trace import check_signals
+
+        self.signals = check_signals(signals, nonempty=True)
         self.layout = _trace_layout(cfg, self.signals)
         if meta is not None and not isinstance(meta, dict):
             raise ValueError(f"trace meta must be a dict, got {type(meta).__name__}")

@@ -149,7 +149,7 @@ def units_needed(cfg: ChipConfig, program, state: MachineState) -> tuple[str, ..
     """The units a run must step: those the program has instructions for, and the MXM if the state holds MXM work
     in flight. A unit left out is exactly idle: the VXM and the SXM keep no state, their pending results sit in
     the result rings (landed as usual), and an MXM with no instruction and nothing due changes nothing."""
-    ops = np.unique(np.asarray(program)[..., 0])
+    ops = np.asarray(program)[..., 0]  # no sort or copy: a few passes over the opcode column
     c = int(state.cycle)
     due = np.asarray(state.inflight.out_meta)[..., 0]  # [D, N]: a result still to land on a unit's port
 

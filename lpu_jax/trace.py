@@ -42,6 +42,7 @@ __all__ = [
     "SIGNALS",
     "DEFAULT_SIGNALS",
     "Events",
+    "check_signals",
     "columns",
     "concat",
     "dense_fields",
@@ -82,20 +83,23 @@ def columns(cfg: ChipConfig, signal: str) -> dict[str, tuple[str, tuple[int, ...
     raise ValueError(f"unknown trace signal {signal!r}; known: {', '.join(SIGNALS)}")
 
 
-def _check_signals(signals: Iterable[str]) -> tuple[str, ...]:
+def check_signals(signals: Iterable[str], nonempty: bool = False) -> tuple[str, ...]:
+    """The signals as a tuple; ValueError for an unknown or repeated name (or none, with `nonempty`)."""
     signals = tuple(signals)
     for s in signals:
         if s not in SIGNALS:
             raise ValueError(f"unknown trace signal {s!r}; known: {', '.join(SIGNALS)}")
     if len(set(signals)) != len(signals):
         raise ValueError(f"trace signals named twice: {signals}")
+    if nonempty and not signals:
+        raise ValueError("a trace records one or more distinct signals, got none")
     return signals
 
 
 def dense_fields(signals: Iterable[str]) -> tuple[str, ...]:
     """The `sim.TRACE_FIELDS` that `to_events` needs for these signals ("cycle" first)."""
     out = ["cycle"]
-    for s in _check_signals(signals):
+    for s in check_signals(signals):
         out += _DENSE[s]
     return tuple(out)
 
@@ -103,7 +107,7 @@ def dense_fields(signals: Iterable[str]) -> tuple[str, ...]:
 def empty(cfg: ChipConfig, signals: Iterable[str] = DEFAULT_SIGNALS) -> Events:
     """Events with no rows."""
     return {
-        s: {k: np.zeros((0, *shape), dt) for k, (dt, shape) in columns(cfg, s).items()} for s in _check_signals(signals)
+        s: {k: np.zeros((0, *shape), dt) for k, (dt, shape) in columns(cfg, s).items()} for s in check_signals(signals)
     }
 
 
@@ -135,7 +139,7 @@ def to_events(
     `state.port_name`, MEM slice order west to east). `prev_hazards`: the counts before the first cycle (default
     zeros), so that a chunked trace records only changes.
     """
-    signals = _check_signals(signals)
+    signals = check_signals(signals)
     missing = [f for f in dense_fields(signals) if f not in dense]
     if missing:
         raise ValueError(f"the dense trace lacks field {missing[0]!r} needed for signals {signals}")
@@ -235,7 +239,7 @@ def record(
 
     from . import sim
 
-    signals = _check_signals(signals)
+    signals = check_signals(signals)
     if not isinstance(n_cycles, (int, np.integer)) or n_cycles < 0:
         raise ValueError(f"n_cycles must be an int >= 0, got {n_cycles!r}")
     prog = sim._as_array(cfg, program)
